@@ -1,0 +1,5 @@
+import sys
+
+from vmsnap.cli import main
+
+sys.exit(main())

@@ -1,0 +1,379 @@
+"""Backup orchestration: plan every guest, then for each one quiesce, snapshot,
+release, stream, publish, and remove the snapshots on every way out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmsnap import __version__, image, lvm, store
+from vmsnap.discover import Inventory, describe
+from vmsnap.errors import (
+    DestinationError,
+    IntegrityError,
+    Interrupted,
+    NoSpaceError,
+    UnsupportedDiskError,
+    VmsnapError,
+)
+from vmsnap.lock import run_lock
+from vmsnap.models import Disk, Guest, LogicalVolume, SizeSpec, human_size
+from vmsnap.progress import Progress
+from vmsnap.quiesce import QuiesceMode, Window, quiesced
+from vmsnap.virt import Connection
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DEFAULT_SNAPSHOT_SHARE = 20.0  # percent of the origin, for a COW snapshot
+MIN_SNAPSHOT_SHARE = 5.0  # below this a default-sized snapshot is refused
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    dest: Path
+    quiesce: QuiesceMode = QuiesceMode.AUTO
+    snapshot_size: SizeSpec | None = None
+    excludes: frozenset[tuple[str, str]] = frozenset()
+    level: int = image.DEFAULT_LEVEL
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class DiskPlan:
+    target: str
+    volume: LogicalVolume
+    snapshot_name: str
+    cow_size: int | None  # None for a thin snapshot
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    guest: Guest
+    disks: tuple[DiskPlan, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(d.volume.size for d in self.disks)
+
+
+@dataclass
+class DiskResult:
+    target: str
+    volume: str
+    size: int
+    sha256: str
+    image: str
+    compressed_size: int
+    snapshot_kind: str
+    snapshot_size: int | None
+
+
+@dataclass
+class GuestResult:
+    name: str
+    plan: GuestPlan | None = None
+    error: VmsnapError | None = None
+    directory: Path | None = None
+    window: Window | None = None
+    disks: list[DiskResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _round_up(n: int, extent: int) -> int:
+    return -(-n // extent) * extent
+
+
+def cow_sizes(
+    origins: list[int], *, free: int, extent: int, spec: SizeSpec | None, vg: str
+) -> list[int]:
+    """COW sizes for thick origins in one VG, checked against its free space.
+
+    Explicit ``--snapshot-size``: exactly that.  Default: 20% of each origin,
+    shrunk to fit the free space but never below 5% of the origin.
+    """
+    share = spec or SizeSpec(percent=DEFAULT_SNAPSHOT_SHARE)
+    sizes = [_round_up(max(share.for_origin(o), extent), extent) for o in origins]
+    if sum(sizes) <= free:
+        return sizes
+    needed = human_size(sum(sizes))
+    if spec is not None:
+        raise NoSpaceError(
+            f"volume group {vg} has {human_size(free)} free, snapshots need {needed}",
+            hint="free space in the VG or pass a smaller --snapshot-size",
+        )
+    scale = free / sum(sizes)
+    scaled = [(int(s * scale) // extent) * extent for s in sizes]
+    if any(
+        s < max(extent, o * MIN_SNAPSHOT_SHARE / 100) for s, o in zip(scaled, origins, strict=True)
+    ):
+        raise NoSpaceError(
+            f"volume group {vg} has {human_size(free)} free, too little for snapshots "
+            f"of {human_size(sum(origins))} of volumes (want {needed})",
+            hint="free space in the VG or pass --snapshot-size",
+        )
+    return scaled
+
+
+def _select_disks(
+    guest: Guest, excludes: frozenset[tuple[str, str]]
+) -> tuple[list[Disk], list[tuple[str, str]]]:
+    chosen: list[Disk] = []
+    skipped: list[tuple[str, str]] = []
+    for disk in guest.disks:
+        if (guest.name, disk.target) in excludes:
+            skipped.append((disk.target, "excluded"))
+        elif disk.skippable:
+            skipped.append((disk.target, disk.reason or disk.spec.device))
+        elif disk.volume is None:
+            raise UnsupportedDiskError(
+                f"{guest.name}: disk {disk.target} ({disk.spec.source or 'no source'}) "
+                f"cannot be snapshotted: {disk.reason}",
+                hint=f"--exclude {guest.name}:{disk.target} backs up the rest",
+            )
+        else:
+            chosen.append(disk)
+    if not chosen:
+        raise UnsupportedDiskError(f"{guest.name}: no LV disks to back up")
+    return chosen, skipped
+
+
+def _plan_sizes(disks: list[Disk], spec: SizeSpec | None) -> dict[str, int]:
+    by_vg: dict[str, list[LogicalVolume]] = {}
+    for disk in disks:
+        assert disk.volume is not None
+        if not disk.volume.is_thin:
+            by_vg.setdefault(disk.volume.vg, []).append(disk.volume)
+    sizes: dict[str, int] = {}
+    for vg_name, volumes in by_vg.items():
+        vg = lvm.volume_group(vg_name)
+        planned = cow_sizes(
+            [v.size for v in volumes], free=vg.free, extent=vg.extent_size, spec=spec, vg=vg_name
+        )
+        sizes.update({v.full_name: s for v, s in zip(volumes, planned, strict=True)})
+    return sizes
+
+
+def plan_guest(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan:
+    chosen, skipped = _select_disks(guest, settings.excludes)
+    sizes = _plan_sizes(chosen, settings.snapshot_size)
+    plans = []
+    for disk in chosen:
+        volume = disk.volume
+        assert volume is not None
+        name = lvm.snapshot_name(volume.vg, volume.name, run_id)
+        plans.append(DiskPlan(disk.target, volume, name, sizes.get(volume.full_name)))
+    return GuestPlan(guest=guest, disks=tuple(plans), skipped=tuple(skipped))
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(4)
+
+
+def sweep_leftovers() -> list[LogicalVolume]:
+    """Remove snapshots a dead run left (called under the run lock)."""
+    found = lvm.leftover_snapshots()
+    for snap in found:
+        log.warning("removing snapshot %s left by an earlier run", snap.full_name)
+        lvm.remove_volume(snap)
+    return found
+
+
+class _SnapshotReader:
+    """Reads a snapshot device; a read error is the snapshot's fault (an invalid
+    COW snapshot returns EIO), not the destination's."""
+
+    def __init__(self, snap: LogicalVolume) -> None:
+        self.snap = snap
+        try:
+            self._file = open(snap.path, "rb", buffering=0)  # noqa: SIM115 - closed in __exit__
+        except OSError as exc:
+            raise IntegrityError(f"cannot open snapshot {snap.full_name}: {exc.strerror}") from exc
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._file.read(size) or b""
+        except OSError as exc:
+            raise IntegrityError(
+                f"read error on snapshot {self.snap.full_name}: {exc.strerror}"
+            ) from exc
+
+    def __enter__(self) -> _SnapshotReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._file.close()
+
+
+def _stream_disk(
+    plan: DiskPlan, snap: LogicalVolume, staging: Path, level: int, progress: Progress
+) -> DiskResult:
+    name = f"{store.safe_component(plan.target)}.img.zst"
+    path = staging / name
+    progress.item(f"{plan.target} ({plan.volume.full_name})", plan.volume.size)
+    fd = store.open_new(path)
+    try:
+        with _SnapshotReader(snap) as src, os.fdopen(fd, "wb", closefd=False) as out:
+            stats = image.compress(
+                src, out, level=level, size=plan.volume.size, progress=progress.advance
+            )
+            out.flush()
+            os.fsync(fd)
+    except OSError as exc:
+        raise store.destination_error(exc, path) from exc
+    finally:
+        os.close(fd)
+    progress.item_done()
+    return DiskResult(
+        target=plan.target,
+        volume=plan.volume.full_name,
+        size=stats.size,
+        sha256=stats.sha256,
+        image=name,
+        compressed_size=stats.compressed_size,
+        snapshot_kind=snap.kind,
+        snapshot_size=plan.cow_size,
+    )
+
+
+def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, Any]:
+    assert result.plan is not None
+    assert result.window is not None
+    guest, window = result.plan.guest, result.window
+    return {
+        "format": "vmsnap-backup",
+        "format_version": FORMAT_VERSION,
+        "vmsnap_version": __version__,
+        "host": conn_host,
+        "domain": {"name": guest.name, "uuid": guest.uuid, "hypervisor": guest.hypervisor},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "quiesce": {
+            "requested": str(window.requested),
+            "mode": window.used,
+            "state_before": window.state_before,
+            "window_seconds": round(window.seconds, 3),
+            "frozen_filesystems": window.frozen_filesystems,
+            "note": window.note,
+        },
+        "disks": [
+            {
+                "target": d.target,
+                "volume": d.volume,
+                "size": d.size,
+                "sha256": d.sha256,
+                "image": d.image,
+                "compressed_size": d.compressed_size,
+                "snapshot": {"kind": d.snapshot_kind, "size": d.snapshot_size},
+            }
+            for d in result.disks
+        ],
+        "skipped": [{"target": t, "reason": r} for t, r in result.plan.skipped],
+    }
+
+
+@contextmanager
+def _staging(settings: BackupSettings, guest: str, stamp: str) -> Iterator[Path]:
+    """A fresh ``.partial`` folder, removed unless it was published."""
+    store.remove_partials(store.guest_dir(settings.dest, guest))
+    staging = store.create_staging(settings.dest, guest, stamp)
+    try:
+        yield staging
+    finally:
+        if staging.exists():
+            store.discard(staging)
+
+
+def run_guest(
+    conn: Connection,
+    plan: GuestPlan,
+    settings: BackupSettings,
+    progress: Progress,
+    run_id: str,
+) -> GuestResult:
+    result = GuestResult(name=plan.guest.name, plan=plan)
+    dom = conn.domain(plan.guest.name)
+    created = time.time()
+    tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
+    with _staging(settings, plan.guest.name, store.timestamp(created)) as staging:
+        with ExitStack() as snapshots:
+            with quiesced(dom, settings.quiesce) as window:
+                snaps = [
+                    snapshots.enter_context(
+                        lvm.snapshot(d.volume, d.snapshot_name, d.cow_size, tags)
+                    )
+                    for d in plan.disks
+                ]
+            result.window = window
+            log.info(
+                "%s: snapshots taken, quiesce %s for %.2f s",
+                dom.name,
+                window.used,
+                window.seconds,
+            )
+            progress.job(dom.name, plan.total_bytes)
+            for disk_plan, snap in zip(plan.disks, snaps, strict=True):
+                result.disks.append(
+                    _stream_disk(disk_plan, snap, staging, settings.level, progress)
+                )
+            progress.job_done()
+            store.write_file(staging / store.DOMAIN_XML, dom.xml().encode())
+            store.write_json(staging / store.MANIFEST, manifest(result, conn.hostname, created))
+            result.directory = store.publish(staging)
+    return result
+
+
+def backup(
+    conn: Connection,
+    names: list[str] | None,
+    settings: BackupSettings,
+    progress: Progress,
+) -> list[GuestResult]:
+    """Back up the named guests (all when ``names`` is None), one after another.
+
+    One guest's failure is recorded in its result and does not stop the others.
+    """
+    store.check_destination(settings.dest)
+    domains = [conn.domain(n) for n in names] if names is not None else conn.domains()
+    run_id = new_run_id()
+    with run_lock():
+        if not settings.dry_run:
+            sweep_leftovers()
+        inventory = Inventory.load()
+        return [_backup_one(conn, d.name, inventory, settings, progress, run_id) for d in domains]
+
+
+def _backup_one(
+    conn: Connection,
+    name: str,
+    inventory: Inventory,
+    settings: BackupSettings,
+    progress: Progress,
+    run_id: str,
+) -> GuestResult:
+    result = GuestResult(name=name)
+    try:
+        result.plan = plan_guest(describe(conn.domain(name), inventory, conn), settings, run_id)
+        if settings.dry_run:
+            return result
+        return run_guest(conn, result.plan, settings, progress, run_id)
+    except Interrupted:
+        raise
+    except VmsnapError as exc:
+        log.error("%s: %s", name, exc)
+        result.error = exc
+        return result
+    except OSError as exc:
+        result.error = DestinationError(f"{name}: {exc}")
+        log.error("%s", result.error)
+        return result

@@ -1,0 +1,396 @@
+"""The command line: parse, build frozen settings, call the core, render.
+
+The only place where errors become exit codes and text reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vmsnap import __version__, backup, imagecmd, virt
+from vmsnap.console import make_progress, setup_logging
+from vmsnap.discover import Inventory, describe
+from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
+from vmsnap.models import Guest, SizeSpec, human_size
+from vmsnap.quiesce import QuiesceMode
+from vmsnap.signals import GATE
+
+log = logging.getLogger("vmsnap")
+
+EXIT_STATUS = """\b
+EXIT STATUS
+   0   success
+   1   partial: some guests backed up, some failed
+   2   usage error
+   3   not found (guest, volume, file)
+   4   a disk that cannot be snapshotted (not an LV)
+   5   a volume group without room for the snapshots
+   6   LVM tools missing or an LVM command failed
+   7   libvirt connection or call failed
+   8   the requested quiesce mode could not be applied
+   9   destination missing, unwritable or full
+  10   integrity: data does not match its length or checksum
+  11   another vmsnap run holds the lock
+  12   something left behind (a snapshot, a paused or frozen guest)
+  70   internal error (a bug: please report it, with --debug output)
+ 129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM"""
+
+app = typer.Typer(
+    help="Back up and clone libvirt guests whose disks are LVM logical volumes.",
+    epilog=EXIT_STATUS,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+image_app = typer.Typer(
+    help="Stream any block device or file to and from a zstd image.",
+    epilog=EXIT_STATUS,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(image_app, name="image")
+
+
+@dataclass
+class _Options:
+    debug: bool = False
+
+
+OPTIONS = _Options()
+
+ConnectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--connect",
+        "-c",
+        metavar="URI",
+        help="libvirt URI (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vmsnap {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output.")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
+    version: Annotated[  # noqa: ARG001 - handled by its eager callback
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    OPTIONS.debug = debug
+    setup_logging(2 if debug else (-1 if quiet else verbose))
+
+
+def _uri(connect: str | None) -> str | None:
+    return connect or virt.default_uri()
+
+
+# ---------------------------------------------------------------- list
+
+
+def _inventory() -> Inventory:
+    try:
+        return Inventory.load()
+    except LvmError as exc:
+        log.warning("LVM unavailable, volumes not resolved: %s", exc)
+        return Inventory([])
+
+
+def _disk_json(guest: Guest) -> list[dict[str, Any]]:
+    return [
+        {
+            "target": d.target,
+            "device": d.spec.device,
+            "type": d.spec.source_type,
+            "source": d.spec.source,
+            "volume": d.volume.full_name if d.volume else None,
+            "size": d.size,
+            "kind": d.volume.kind if d.volume else None,
+            "backup": d.reason is None,
+            "reason": d.reason,
+        }
+        for d in guest.disks
+    ]
+
+
+def _print_guest(guest: Guest) -> None:
+    print(f"{guest.name}  {guest.state}  {guest.hypervisor}  {guest.uuid}")
+    for d in guest.disks:
+        volume = d.volume.full_name if d.volume else "-"
+        kind = d.volume.kind if d.volume else "-"
+        why = f"skip: {d.reason}" if d.reason else "backup"
+        print(
+            f"  {d.target:<6} {d.spec.source or '-':<36} {volume:<28} "
+            f"{human_size(d.size):>10}  {kind:<5}  {why}"
+        )
+
+
+@app.command("list")
+def list_cmd(
+    domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
+    connect: ConnectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List guests, their state and disks, and which disks are LVs (thick or thin)."""
+    with virt.connection(_uri(connect)) as conn:
+        doms = [conn.domain(n) for n in domains] if domains else conn.domains()
+        inventory = _inventory()
+        guests = [describe(d, inventory, conn) for d in doms]
+    if as_json:
+        doc = [
+            {
+                "name": g.name,
+                "uuid": g.uuid,
+                "state": g.state,
+                "hypervisor": g.hypervisor,
+                "disks": _disk_json(g),
+            }
+            for g in guests
+        ]
+        print(json.dumps(doc, indent=2))
+    else:
+        for guest in guests:
+            _print_guest(guest)
+
+
+# ---------------------------------------------------------------- backup
+
+
+def _parse_excludes(items: list[str]) -> frozenset[tuple[str, str]]:
+    pairs = set()
+    for item in items:
+        domain, sep, target = item.rpartition(":")
+        if not sep or not domain or not target:
+            raise UsageError(f"bad --exclude {item!r}: use DOMAIN:TARGET, e.g. web01:xvdb")
+        pairs.add((domain, target))
+    return frozenset(pairs)
+
+
+def _result_json(result: backup.GuestResult) -> dict[str, Any]:
+    window = result.window
+    return {
+        "name": result.name,
+        "ok": result.ok,
+        "error": str(result.error) if result.error else None,
+        "exit_code": int(result.error.exit_code) if result.error else 0,
+        "directory": str(result.directory) if result.directory else None,
+        "quiesce": {"mode": window.used, "window_seconds": round(window.seconds, 3)}
+        if window
+        else None,
+        "disks": [vars(d) for d in result.disks],
+        "plan": _plan_json(result.plan) if result.plan else None,
+    }
+
+
+def _plan_json(plan: backup.GuestPlan) -> dict[str, Any]:
+    return {
+        "disks": [
+            {
+                "target": d.target,
+                "volume": d.volume.full_name,
+                "kind": d.volume.kind,
+                "size": d.volume.size,
+                "snapshot": d.snapshot_name,
+                "snapshot_size": d.cow_size,
+            }
+            for d in plan.disks
+        ],
+        "skipped": [{"target": t, "reason": r} for t, r in plan.skipped],
+    }
+
+
+def _print_result(result: backup.GuestResult, dry_run: bool) -> None:
+    if result.plan and dry_run and result.ok:
+        print(f"{result.name}: would back up")
+        for d in result.plan.disks:
+            cow = f"COW {human_size(d.cow_size)}" if d.cow_size else "thin snapshot"
+            print(f"  {d.target}  {d.volume.full_name}  {human_size(d.volume.size)}  {cow}")
+        for target, reason in result.plan.skipped:
+            print(f"  {target}  skipped: {reason}")
+        return
+    if result.directory:
+        raw = sum(d.size for d in result.disks)
+        packed = sum(d.compressed_size for d in result.disks)
+        mode = result.window.used if result.window else "?"
+        print(
+            f"{result.name}: OK  {result.directory}  {len(result.disks)} disk(s), "
+            f"{human_size(raw)} -> {human_size(packed)}, quiesce {mode}"
+        )
+    if result.error:
+        print(f"{result.name}: FAILED  {result.error}")
+
+
+def backup_exit_code(results: list[backup.GuestResult]) -> ExitCode:
+    """0 all good; 12 if anything was left behind; 1 some failed; else the first error's."""
+    errors = [r.error for r in results if r.error is not None]
+    if not errors:
+        return ExitCode.OK
+    if any(e.exit_code == ExitCode.LEFT_BEHIND for e in errors):
+        return ExitCode.LEFT_BEHIND
+    if len(errors) < len(results):
+        return ExitCode.PARTIAL
+    return errors[0].exit_code
+
+
+@app.command("backup", epilog=EXIT_STATUS)
+def backup_cmd(
+    domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
+    all_guests: Annotated[bool, typer.Option("--all", help="Back up every guest.")] = False,
+    dest: Annotated[
+        Path | None, typer.Option("--dest", metavar="DIR", help="Destination folder (must exist).")
+    ] = None,
+    connect: ConnectOpt = None,
+    quiesce: Annotated[
+        QuiesceMode,
+        typer.Option("--quiesce", help="auto: agent freeze, else pause a running guest."),
+    ] = QuiesceMode.AUTO,
+    snapshot_size: Annotated[
+        str | None,
+        typer.Option(
+            "--snapshot-size",
+            metavar="SIZE|PCT%",
+            help="COW snapshot size per thick LV (default: 20% of the origin, "
+            "shrunk to fit the VG's free space).",
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", metavar="DOMAIN:TARGET", help="Leave a disk out (repeatable)."),
+    ] = None,
+    level: Annotated[int, typer.Option("--level", min=1, max=19, help="zstd level.")] = 3,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan and check; change nothing.")
+    ] = False,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Progress bars (default: bars on a terminal, plain lines otherwise).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Snapshot each guest's LVs in one short quiesce window, then stream them as zstd images."""
+    if bool(domains) == all_guests:
+        raise UsageError("name the guests to back up, or pass --all (not both)")
+    if dest is None:
+        raise UsageError("--dest DIR is required")
+    settings = backup.BackupSettings(
+        dest=dest,
+        quiesce=quiesce,
+        snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
+        excludes=_parse_excludes(exclude or []),
+        level=level,
+        dry_run=dry_run,
+    )
+    with virt.connection(_uri(connect)) as conn:
+        results = backup.backup(
+            conn, domains or None, settings, make_progress(False if dry_run else progress)
+        )
+    if as_json:
+        print(json.dumps([_result_json(r) for r in results], indent=2))
+    else:
+        for result in results:
+            _print_result(result, dry_run)
+    _done(backup_exit_code(results))
+
+
+# ---------------------------------------------------------------- image
+
+
+@image_app.command("dump", epilog=EXIT_STATUS)
+def image_dump(
+    source: Annotated[str, typer.Argument(help="Block device or file; - for stdin.")],
+    output: Annotated[str, typer.Argument(help="Image to write; - for stdout.")],
+    level: Annotated[int, typer.Option("--level", min=1, max=19, help="zstd level.")] = 3,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write SOURCE as a zstd image (zstd -dc gives the exact bytes back)."""
+    stats = imagecmd.dump(source, output, level=level, progress=make_progress(progress))
+    _report_stats(stats, as_json, to_stdout=output == "-")
+
+
+@image_app.command("load", epilog=EXIT_STATUS)
+def image_load(
+    image_path: Annotated[str, typer.Argument(metavar="IMAGE", help="zstd image; - for stdin.")],
+    target: Annotated[str, typer.Argument(help="Block device or file to write; - for stdout.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing regular file.")
+    ] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the bytes of a zstd IMAGE onto TARGET, checking the stream on the way."""
+    stats = imagecmd.load(image_path, target, force=force, progress=make_progress(progress))
+    _report_stats(stats, as_json, to_stdout=target == "-")
+
+
+def _report_stats(stats: imagecmd.StreamStats, as_json: bool, *, to_stdout: bool) -> None:
+    doc = {"size": stats.size, "sha256": stats.sha256, "compressed_size": stats.compressed_size}
+    if as_json and not to_stdout:
+        print(json.dumps(doc, indent=2))
+    else:
+        log.info(
+            "%s raw, %s compressed, sha256 %s",
+            human_size(stats.size),
+            human_size(stats.compressed_size),
+            stats.sha256,
+        )
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _report(exc: BaseException, code: int) -> int:
+    print(f"vmsnap: error: {exc}", file=sys.stderr)
+    if OPTIONS.debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: the one place errors become exit codes."""
+    GATE.install()
+    try:
+        app(args=argv, prog_name="vmsnap")  # standalone: usage errors exit 2 by themselves
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Interrupted as exc:
+        return _report(exc, 128 + exc.signum)
+    except KeyboardInterrupt:  # only before the gate is installed
+        return _report(Interrupted(2), 130)
+    except VmsnapError as exc:
+        return _report(exc, int(exc.exit_code))
+    except Exception as exc:  # noqa: BLE001 - the last resort: report, never a bare traceback
+        return _report(exc, ExitCode.INTERNAL)
+    finally:
+        sys.stdout.flush()
+    if code == 0 and GATE.pending is not None:
+        return 128 + GATE.pending
+    return code
+
+
+def _done(code: int) -> None:
+    """End a command with ``code`` (typer ignores return values)."""
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))

@@ -1,0 +1,132 @@
+"""The terminal side of the CLI: logging setup and progress display.
+
+On a terminal, tqdm bars (overall and per disk) with bytes, rate and ETA; when
+stderr is not a terminal (cron, a pipe), a few plain timestamped lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Never, TextIO
+
+from tqdm import tqdm
+
+from vmsnap.models import human_size
+from vmsnap.progress import NoProgress, Progress
+
+PLAIN_STEPS = 4  # a plain line at each quarter of a disk
+
+
+def setup_logging(verbosity: int, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stderr
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(stream)
+    if stream.isatty():
+        handler.setFormatter(logging.Formatter("vmsnap: %(message)s"))
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s vmsnap %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+    root = logging.getLogger("vmsnap")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+class TqdmProgress:
+    """Two bars on a terminal: the job (a guest's disks) and the current disk."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.overall: tqdm[Never] | None = None
+        self.current: tqdm[Never] | None = None
+
+    def _bar(self, label: str, total: int | None, position: int) -> tqdm[Never]:
+        return tqdm(
+            total=total,
+            desc=label,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            position=position,
+            leave=position == 0,
+            file=self.stream,
+            dynamic_ncols=True,
+            mininterval=0.2,
+        )
+
+    def job(self, label: str, total: int) -> None:
+        self.overall = self._bar(f"{label} total", total, 0)
+
+    def item(self, label: str, total: int | None) -> None:
+        self.current = self._bar(label, total, 1 if self.overall else 0)
+
+    def advance(self, nbytes: int) -> None:
+        for bar in (self.current, self.overall):
+            if bar is not None:
+                bar.update(nbytes)
+
+    def item_done(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+    def job_done(self) -> None:
+        self.item_done()
+        if self.overall is not None:
+            self.overall.close()
+            self.overall = None
+
+
+class PlainProgress:
+    """A line when a disk starts, at each quarter, and when it ends (with rate)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.label = ""
+        self.total: int | None = None
+        self.done = 0
+        self.next_step = 1
+        self.started = 0.0
+
+    def _line(self, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        print(f"{stamp} vmsnap progress: {text}", file=self.stream, flush=True)
+
+    def job(self, label: str, total: int) -> None:
+        self._line(f"{label}: {human_size(total)} to read")
+
+    def item(self, label: str, total: int | None) -> None:
+        self.label, self.total, self.done, self.next_step = label, total, 0, 1
+        self.started = time.monotonic()
+        self._line(f"{label}: started ({human_size(total)})")
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        if not self.total:
+            return
+        while (
+            self.next_step < PLAIN_STEPS and self.done * PLAIN_STEPS >= self.total * self.next_step
+        ):
+            self._line(f"{self.label}: {100 * self.next_step // PLAIN_STEPS}%")
+            self.next_step += 1
+
+    def item_done(self) -> None:
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        rate = human_size(int(self.done / seconds))
+        self._line(f"{self.label}: done, {human_size(self.done)} in {seconds:.1f} s ({rate}/s)")
+
+    def job_done(self) -> None:
+        return None
+
+
+def make_progress(mode: bool | None, stream: TextIO | None = None) -> Progress:
+    """``mode`` None: bars on a terminal, plain lines otherwise; True: bars; False: none."""
+    stream = stream or sys.stderr
+    if mode is False:
+        return NoProgress()
+    if mode or stream.isatty():
+        return TqdmProgress(stream)
+    return PlainProgress(stream)

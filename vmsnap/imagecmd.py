@@ -1,0 +1,127 @@
+"""``vmsnap image dump|load``: the streaming engine on any device, file or pipe.
+
+A file output is written under a temporary name and renamed when complete;
+``-`` is stdin or stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from vmsnap import image, store
+from vmsnap.errors import DestinationError, NotFoundError
+from vmsnap.image import StreamStats
+from vmsnap.progress import Progress
+
+__all__ = ["StreamStats", "dump", "load"]
+
+
+@contextmanager
+def _input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
+    if path == "-":
+        yield os.fdopen(os.dup(0), "rb", buffering=0), None
+        return
+    try:
+        src = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"{path}: no such file or device") from exc
+    except OSError as exc:
+        raise NotFoundError(f"cannot open {path}: {exc.strerror}") from exc
+    with src:
+        yield src, image.device_size(src.fileno())
+
+
+@contextmanager
+def _new_file(path: Path) -> Iterator[BinaryIO]:
+    """A new file written as ``.NAME.partial`` and renamed into place on success."""
+    if path.exists() or path.is_symlink():
+        raise DestinationError(f"{path} exists; refusing to overwrite it")
+    temp = path.with_name(f".{path.name}{store.PARTIAL_SUFFIX}")
+    fd = store.open_new(temp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _stdout() -> BinaryIO:
+    return os.fdopen(os.dup(1), "wb")
+
+
+def dump(source: str, output: str, *, level: int, progress: Progress) -> StreamStats:
+    with _input(source) as (src, size):
+        progress.item(source, size)
+        try:
+            with _stdout() if output == "-" else _new_file(Path(output)) as out:
+                stats = image.compress(src, out, level=level, size=size, progress=progress.advance)
+        except OSError as exc:
+            raise store.destination_error(exc, Path(output)) from exc
+        progress.item_done()
+    return stats
+
+
+@contextmanager
+def _target(path: str, *, force: bool) -> Iterator[tuple[BinaryIO, bool, int | None]]:
+    """Open the load target: (file, reads-as-zeros, capacity)."""
+    if path == "-":
+        with _stdout() as out:
+            yield out, False, None
+        return
+    target = Path(path)
+    if target.exists():
+        mode = target.stat().st_mode
+        if stat.S_ISREG(mode) and not force:
+            raise DestinationError(f"{path} exists; pass --force to overwrite it")
+        flags = os.O_WRONLY | (os.O_TRUNC if stat.S_ISREG(mode) else 0)
+        fd = os.open(path, flags | os.O_CLOEXEC)
+        capacity = None if stat.S_ISREG(mode) else image.device_size(fd)
+        with os.fdopen(fd, "wb") as out:
+            yield out, stat.S_ISREG(mode), capacity
+            out.flush()
+            os.fsync(out.fileno())
+        return
+    with _new_file(target) as out:
+        yield out, True, None
+
+
+def load(image_path: str, target: str, *, force: bool, progress: Progress) -> StreamStats:
+    with _input(image_path) as (src, _size):
+        with _target(target, force=force) as (out, zeros, capacity):
+            progress.item(f"{image_path} -> {target}", None)
+            try:
+                stats = image.decompress(
+                    src, _Bounded(out, capacity, target), sparse=zeros, progress=progress.advance
+                )
+            except OSError as exc:
+                raise store.destination_error(exc, Path(target)) from exc
+            progress.item_done()
+    return stats
+
+
+class _Bounded:
+    """Refuses to write past the end of a block device, with a clear message."""
+
+    def __init__(self, out: BinaryIO, capacity: int | None, name: str) -> None:
+        self.out, self.capacity, self.name, self.written = out, capacity, name, 0
+
+    def write(self, data: bytes) -> int:
+        if self.capacity is not None and self.written + len(data) > self.capacity:
+            raise DestinationError(f"{self.name} holds {self.capacity} bytes, the image is larger")
+        self.written += len(data)
+        return self.out.write(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.out.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.out.truncate(size)

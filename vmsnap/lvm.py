@@ -1,0 +1,279 @@
+"""LVM: read volumes and groups, create and remove tagged snapshots.
+
+State is read only through ``lvs``/``vgs --reportformat json --units b
+--nosuffix --binary``; argv builders and parsers are pure functions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from vmsnap import runner
+from vmsnap.errors import CommandError, LeftBehindError, LvmError, UsageError
+from vmsnap.models import LogicalVolume, VolumeGroup
+from vmsnap.signals import GATE
+
+log = logging.getLogger(__name__)
+
+TAG = "vmsnap"
+"""Every snapshot vmsnap creates carries this tag, so leftovers can be found."""
+
+LV_COLUMNS = (
+    "lv_name,vg_name,lv_path,lv_dm_path,lv_size,lv_attr,segtype,origin,pool_lv,"
+    "data_percent,snap_percent,metadata_percent,lv_tags,lv_snapshot_invalid"
+)
+VG_COLUMNS = "vg_name,vg_size,vg_free,vg_extent_size"
+NAME_MAX = 127  # LVM's and device-mapper's limit on a name, without the NUL
+_NAME_RE = re.compile(r"^[A-Za-z0-9+_.][A-Za-z0-9+_.-]*$")
+_RESERVED_PARTS = (
+    "_cdata",
+    "_cmeta",
+    "_corig",
+    "_cpool",
+    "_cvol",
+    "_imeta",
+    "_iorig",
+    "_mimage",
+    "_mlog",
+    "_pmspare",
+    "_rimage",
+    "_rmeta",
+    "_tdata",
+    "_tmeta",
+    "_vdata",
+    "_vorigin",
+    "_wcorig",
+)
+_BUSY_MARKERS = ("in use", "busy", "open")
+REMOVE_ATTEMPTS = 8
+
+
+def valid_name(name: str) -> bool:
+    """True when ``name`` is acceptable to LVM as a VG or LV name."""
+    if not 0 < len(name) <= NAME_MAX or name in (".", ".."):
+        return False
+    if name.startswith(("snapshot", "pvmove")):
+        return False
+    return bool(_NAME_RE.match(name)) and not any(p in name for p in _RESERVED_PARTS)
+
+
+def dm_escape(name: str) -> str:
+    return name.replace("-", "--")
+
+
+def dm_name(vg: str, lv: str) -> str:
+    """Device-mapper name of VG/LV (``/dev/mapper/<this>``)."""
+    return f"{dm_escape(vg)}-{dm_escape(lv)}"
+
+
+def split_dm_name(name: str) -> tuple[str, str] | None:
+    """Invert :func:`dm_name`: the single dash separates VG from LV, ``--`` is a dash."""
+    for i, char in enumerate(name):
+        if char != "-":
+            continue
+        before = len(name[:i]) - len(name[:i].rstrip("-"))
+        after = len(name[i:]) - len(name[i:].lstrip("-"))
+        if before == 0 and after % 2 == 1:
+            cut = i + after - 1  # LV names never start with a dash
+            vg, lv = name[:cut], name[cut + 1 :]
+            vg, lv = vg.replace("--", "-"), lv.replace("--", "-")
+            return (vg, lv) if vg and lv else None
+    return None
+
+
+def path_to_vg_lv(path: str) -> tuple[str, str] | None:
+    """``/dev/VG/LV`` or ``/dev/mapper/VG-LV`` to ``(VG, LV)``; None for other paths."""
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "" or parts[1] != "dev":
+        return None
+    if parts[2] == "mapper":
+        return split_dm_name(parts[3])
+    if parts[2] and parts[3] and valid_name(parts[2]) and valid_name(parts[3]):
+        return parts[2], parts[3]
+    return None
+
+
+def snapshot_name(vg: str, origin: str, run_id: str, kind: str = "vmsnap") -> str:
+    """A recognisable snapshot name that fits LVM's and device-mapper's limits.
+
+    ``<origin>-<kind>-<run_id>``; a long origin is shortened and given a short
+    hash so that two long names sharing a prefix still differ.
+    """
+    suffix = f"-{kind}-{run_id}"
+    name = origin + suffix
+    if len(name) <= NAME_MAX and len(dm_name(vg, name)) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
+    suffix = f"~{digest}{suffix}".replace("~", "_")
+    prefix = origin
+    while prefix and (
+        len(prefix + suffix) > NAME_MAX or len(dm_name(vg, prefix + suffix)) > NAME_MAX
+    ):
+        prefix = prefix[:-1]
+    if not prefix:
+        raise UsageError(f"volume group name {vg!r} is too long for a snapshot name")
+    return prefix.rstrip("-") + suffix
+
+
+def _percent(value: str) -> float | None:
+    return float(value) if value not in ("", "-1") else None
+
+
+def _int(value: str) -> int:
+    return int(value) if value else 0
+
+
+def parse_lvs(text: str) -> list[LogicalVolume]:
+    """Parse ``lvs --reportformat json --units b --nosuffix --binary -o LV_COLUMNS``."""
+    rows = json.loads(text)["report"][0]["lv"]
+    return [
+        LogicalVolume(
+            vg=r["vg_name"],
+            name=r["lv_name"],
+            path=r["lv_path"],
+            dm_path=r["lv_dm_path"],
+            size=_int(r["lv_size"]),
+            attr=r["lv_attr"],
+            segtype=r["segtype"],
+            origin=r["origin"] or None,
+            pool=r["pool_lv"] or None,
+            data_percent=_percent(r["data_percent"]),
+            snap_percent=_percent(r["snap_percent"]),
+            metadata_percent=_percent(r["metadata_percent"]),
+            tags=tuple(t for t in r["lv_tags"].split(",") if t),
+            snapshot_invalid=r["lv_snapshot_invalid"] in ("1", "invalid"),
+        )
+        for r in rows
+    ]
+
+
+def parse_vgs(text: str) -> list[VolumeGroup]:
+    rows = json.loads(text)["report"][0]["vg"]
+    return [
+        VolumeGroup(
+            name=r["vg_name"],
+            size=_int(r["vg_size"]),
+            free=_int(r["vg_free"]),
+            extent_size=_int(r["vg_extent_size"]),
+        )
+        for r in rows
+    ]
+
+
+_REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix", "--binary"]
+
+
+def lvs_argv(select: str | None = None, names: tuple[str, ...] = ()) -> list[str]:
+    argv = ["lvs", *_REPORT, "-o", LV_COLUMNS]
+    if select:
+        argv += ["--select", select]
+    return [*argv, "--", *names] if names else argv
+
+
+def list_volumes(select: str | None = None, names: tuple[str, ...] = ()) -> list[LogicalVolume]:
+    return parse_lvs(runner.run(lvs_argv(select, names)).stdout)
+
+
+def find_volume(vg: str, lv: str) -> LogicalVolume | None:
+    if not (valid_name(vg) and valid_name(lv)):
+        return None
+    found = [v for v in list_volumes(names=(vg,)) if v.name == lv]
+    return found[0] if found else None
+
+
+def volume_group(name: str) -> VolumeGroup:
+    argv = ["vgs", *_REPORT, "-o", VG_COLUMNS, "--", name]
+    groups = parse_vgs(runner.run(argv).stdout)
+    if not groups:
+        raise LvmError(f"volume group {name!r} not found")
+    return groups[0]
+
+
+def create_snapshot_argv(
+    origin: LogicalVolume, name: str, size: int | None, tags: tuple[str, ...]
+) -> list[str]:
+    """Thick origin: a COW snapshot of ``size`` bytes.  Thin: a thin snapshot,
+    activated despite the activation-skip flag thin snapshots get (``-K``)."""
+    argv = ["lvcreate", "--snapshot", "--name", name]
+    for tag in tags:
+        argv += ["--addtag", tag]
+    if origin.is_thin:
+        argv.append("--ignoreactivationskip")
+    else:
+        if size is None:
+            raise ValueError("a COW snapshot needs a size")
+        argv += ["--size", f"{size}b"]
+    return [*argv, "--", f"{origin.vg}/{origin.name}"]
+
+
+def remove_argv(lv: LogicalVolume) -> list[str]:
+    return ["lvremove", "--force", "--yes", "--", f"{lv.vg}/{lv.name}"]
+
+
+def _is_busy(error: CommandError) -> bool:
+    text = error.stderr.lower()
+    return any(marker in text for marker in _BUSY_MARKERS)
+
+
+def remove_volume(lv: LogicalVolume, *, attempts: int = REMOVE_ATTEMPTS) -> None:
+    """``lvremove``, retried with back-off while the device is briefly busy
+    (udev or a scanner holding it open); :class:`LeftBehindError` if it stays."""
+    delay = 0.25
+    for attempt in range(1, attempts + 1):
+        try:
+            runner.run(remove_argv(lv), mutates=True)
+            return
+        except CommandError as exc:
+            if not _is_busy(exc) or attempt == attempts:
+                raise LeftBehindError(
+                    f"could not remove snapshot {lv.vg}/{lv.name}: {exc}",
+                    hint=f"remove it with: lvremove {lv.vg}/{lv.name}",
+                ) from exc
+            log.info("%s/%s busy, retrying lvremove in %.1f s", lv.vg, lv.name, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+
+def create_snapshot(
+    origin: LogicalVolume, name: str, size: int | None, tags: tuple[str, ...]
+) -> LogicalVolume:
+    runner.run(create_snapshot_argv(origin, name, size, tags), mutates=True)
+    snap = find_volume(origin.vg, name)
+    if snap is None:
+        raise LvmError(f"lvcreate reported success but {origin.vg}/{name} is missing")
+    return snap
+
+
+@contextmanager
+def snapshot(
+    origin: LogicalVolume, name: str, size: int | None, tags: tuple[str, ...]
+) -> Iterator[LogicalVolume]:
+    """Create a snapshot and remove it again on every way out.
+
+    If the body failed, a removal failure is logged and added as a note, and the
+    body's error goes on; otherwise the removal failure is raised.
+    """
+    snap = create_snapshot(origin, name, size, tags)
+    try:
+        yield snap
+    except BaseException as exc:
+        try:
+            with GATE.deferred():
+                remove_volume(snap)
+        except LeftBehindError as left:
+            log.error("%s", left)
+            exc.add_note(str(left))
+        raise
+    with GATE.deferred():
+        remove_volume(snap)
+
+
+def leftover_snapshots(tag: str = TAG) -> list[LogicalVolume]:
+    """Snapshots carrying ``tag``: under the run lock, leftovers of a dead run."""
+    return [lv for lv in list_volumes(names=(f"@{tag}",)) if lv.origin]

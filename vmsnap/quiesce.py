@@ -1,0 +1,102 @@
+"""The quiesce window: freeze or pause a guest, and release exactly what we did.
+
+The whole window runs with signals deferred: a Ctrl-C that lands inside it is
+honoured once the guest has been thawed or resumed.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError
+from vmsnap.signals import GATE
+from vmsnap.virt import RUNNING_STATES, AgentUnavailable, Domain
+
+log = logging.getLogger(__name__)
+
+AGENT_TIMEOUT = 30  # seconds a guest-agent call may block
+
+
+class QuiesceMode(enum.StrEnum):
+    AUTO = "auto"
+    FREEZE = "freeze"
+    PAUSE = "pause"
+    NONE = "none"
+
+
+@dataclass
+class Window:
+    """What the window did: filled in as it runs, read after it closes."""
+
+    requested: QuiesceMode
+    used: str = "none"  # freeze, pause or none
+    state_before: str = ""
+    frozen_filesystems: int | None = None
+    seconds: float = 0.0
+    note: str = ""
+
+
+def _freeze(dom: Domain, window: Window) -> None:
+    dom.set_agent_timeout(AGENT_TIMEOUT)
+    window.frozen_filesystems = dom.freeze()
+    window.used = "freeze"
+
+
+def _pause(dom: Domain, window: Window) -> None:
+    dom.suspend()
+    window.used = "pause"
+
+
+def _enter(dom: Domain, window: Window) -> None:
+    mode, state = window.requested, window.state_before
+    if mode is QuiesceMode.NONE:
+        return
+    if state not in RUNNING_STATES:
+        window.note = f"guest {state}: nothing to quiesce"
+        return
+    if mode is QuiesceMode.PAUSE:
+        _pause(dom, window)
+        return
+    try:
+        _freeze(dom, window)
+    except AgentUnavailable as exc:
+        if mode is QuiesceMode.FREEZE:
+            raise QuiesceError(str(exc), hint="use --quiesce auto or pause") from exc
+        log.info("%s; pausing %s instead", exc, dom.name)
+        window.note = "guest agent unavailable, paused instead"
+        _pause(dom, window)
+
+
+def _release(dom: Domain, window: Window) -> None:
+    if window.used == "freeze":
+        thawed = dom.thaw()
+        log.debug("thawed %d filesystems of %s", thawed, dom.name)
+    elif window.used == "pause":
+        dom.resume()
+
+
+@contextmanager
+def quiesced(dom: Domain, mode: QuiesceMode) -> Iterator[Window]:
+    """Quiesce ``dom`` for the body only; thaw or resume only what we froze or paused."""
+    window = Window(requested=mode)
+    with GATE.deferred():
+        start = time.monotonic()
+        window.state_before = dom.state()
+        _enter(dom, window)
+        try:
+            yield window
+        finally:
+            try:
+                _release(dom, window)
+            except LibvirtError as exc:
+                raise LeftBehindError(
+                    f"could not release {dom.name} after {window.used}: {exc}",
+                    hint=f"check it now: virsh domstate {dom.name}",
+                ) from exc
+            finally:
+                window.seconds = time.monotonic() - start

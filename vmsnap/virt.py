@@ -1,0 +1,214 @@
+"""libvirt: connection, guests, their disks, pause/resume and fs-freeze/thaw.
+
+The only module that imports ``libvirt``.  Disk parsing is pure (XML in, values
+out) so it is tested on real domain XML without a hypervisor.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import libvirt
+
+from vmsnap.errors import LibvirtError, NotFoundError
+from vmsnap.models import DiskSpec
+
+STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+RUNNING_STATES = ("running", "blocked")
+
+# libvirt error codes meaning "there is no guest agent to talk to"
+_NO_AGENT = frozenset(
+    {
+        libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+        libvirt.VIR_ERR_AGENT_UNSYNCED,
+        libvirt.VIR_ERR_NO_SUPPORT,
+        libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
+        libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+        libvirt.VIR_ERR_OPERATION_INVALID,
+    }
+)
+
+
+class AgentUnavailable(LibvirtError):
+    """The guest agent is not configured, not connected or does not answer."""
+
+
+def _silence_default_handler() -> None:
+    # libvirt prints every error to stderr by default; we report our own way.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+
+def _message(exc: libvirt.libvirtError) -> str:
+    return str(exc.get_error_message() or exc).strip()
+
+
+def default_uri() -> str | None:
+    return os.environ.get("LIBVIRT_DEFAULT_URI") or None
+
+
+@contextmanager
+def connection(uri: str | None) -> Iterator[Connection]:
+    _silence_default_handler()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        where = uri or "the default libvirt URI"
+        raise LibvirtError(f"cannot connect to {where}: {_message(exc)}") from exc
+    try:
+        yield Connection(conn)
+    finally:
+        conn.close()
+
+
+class Connection:
+    def __init__(self, conn: libvirt.virConnect) -> None:
+        self._conn = conn
+
+    @property
+    def uri(self) -> str:
+        return str(self._conn.getURI())
+
+    @property
+    def hostname(self) -> str:
+        try:
+            return str(self._conn.getHostname())
+        except libvirt.libvirtError:
+            return os.uname().nodename
+
+    def domain(self, name: str) -> Domain:
+        try:
+            return Domain(self._conn.lookupByName(name))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                raise NotFoundError(f"no guest named {name!r} on {self.uri}") from exc
+            raise LibvirtError(f"looking up guest {name!r}: {_message(exc)}") from exc
+
+    def domains(self) -> list[Domain]:
+        try:
+            found = self._conn.listAllDomains(0)
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"listing guests: {_message(exc)}") from exc
+        return sorted((Domain(d) for d in found), key=lambda d: d.name)
+
+    def pool_vg(self, pool: str) -> str | None:
+        """The VG behind a libvirt storage pool of type 'logical', else None."""
+        try:
+            xml = self._conn.storagePoolLookupByName(pool).XMLDesc(0)
+        except libvirt.libvirtError:
+            return None
+        return parse_logical_pool(xml)
+
+
+class Domain:
+    def __init__(self, dom: libvirt.virDomain) -> None:
+        self._dom = dom
+
+    @property
+    def name(self) -> str:
+        return str(self._dom.name())
+
+    @property
+    def uuid(self) -> str:
+        return str(self._dom.UUIDString())
+
+    def _call(self, what: str, func: Any, *args: Any) -> Any:
+        try:
+            return func(*args)
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"{what} {self.name}: {_message(exc)}") from exc
+
+    def state(self) -> str:
+        state, _reason = self._call("reading the state of", self._dom.state)
+        return STATE_NAMES.get(state, "unknown")
+
+    def xml(self) -> str:
+        return str(self._call("reading the XML of", self._dom.XMLDesc, 0))
+
+    def hypervisor(self) -> str:
+        root = ET.fromstring(self.xml())
+        return root.get("type", "unknown")
+
+    def suspend(self) -> None:
+        self._call("pausing", self._dom.suspend)
+
+    def resume(self) -> None:
+        self._call("resuming", self._dom.resume)
+
+    def freeze(self) -> int:
+        """fs-freeze through the guest agent; the number of filesystems frozen."""
+        try:
+            return int(self._dom.fsFreeze(None, 0))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in _NO_AGENT:
+                raise AgentUnavailable(
+                    f"guest agent of {self.name} unavailable: {_message(exc)}"
+                ) from exc
+            raise LibvirtError(f"freezing {self.name}: {_message(exc)}") from exc
+
+    def thaw(self) -> int:
+        return int(self._call("thawing", self._dom.fsThaw, None, 0))
+
+    def set_agent_timeout(self, seconds: int) -> None:
+        """Bound how long a guest-agent call may block; best effort."""
+        with suppress(libvirt.libvirtError, AttributeError):
+            self._dom.agentSetResponseTimeout(seconds, 0)
+
+
+def parse_disks(xml: str) -> list[DiskSpec]:
+    """The ``<disk>`` elements of a domain's XML."""
+    root = ET.fromstring(xml)
+    return [_parse_disk(d) for d in root.findall("./devices/disk")]
+
+
+def _parse_disk(elem: ET.Element) -> DiskSpec:
+    source_type = elem.get("type", "file")
+    device = elem.get("device", "disk")
+    target_el = elem.find("target")
+    target = target_el.get("dev", "?") if target_el is not None else "?"
+    readonly = elem.find("readonly") is not None
+    src = elem.find("source")
+    source, pool, volume = _source_of(source_type, src)
+    return DiskSpec(
+        target=target,
+        device=device,
+        source_type=source_type,
+        source=source,
+        readonly=readonly,
+        pool=pool,
+        volume_name=volume,
+    )
+
+
+def _source_of(
+    source_type: str, src: ET.Element | None
+) -> tuple[str | None, str | None, str | None]:
+    if src is None:
+        return None, None, None
+    if source_type == "volume":
+        pool, volume = src.get("pool"), src.get("volume")
+        return f"{pool}/{volume}", pool, volume
+    if source_type == "network":
+        return src.get("name") or src.get("protocol"), None, None
+    path = src.get("dev") or src.get("file") or src.get("dir")
+    return path, None, None
+
+
+def parse_logical_pool(xml: str) -> str | None:
+    root = ET.fromstring(xml)
+    if root.get("type") != "logical":
+        return None
+    name = root.findtext("./source/name") or root.findtext("name")
+    return name.strip() if name else None
