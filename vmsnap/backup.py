@@ -216,6 +216,19 @@ class _SnapshotReader:
         self._file.close()
 
 
+def _explain_invalid(snap: LogicalVolume) -> None:
+    """Raise a clear error if a COW snapshot overflowed (LVM marks it invalid)."""
+    if snap.is_thin:
+        return
+    now = lvm.find_volume(snap.vg, snap.name)
+    if now is None or now.snapshot_invalid:
+        raise IntegrityError(
+            f"snapshot {snap.full_name} overflowed its {human_size(snap.size)} of COW space "
+            "while it was read; its data is lost and nothing was published",
+            hint="pass a larger --snapshot-size",
+        )
+
+
 def _stream_disk(
     plan: DiskPlan, snap: LogicalVolume, staging: Path, level: int, progress: Progress
 ) -> DiskResult:
@@ -230,10 +243,14 @@ def _stream_disk(
             )
             out.flush()
             os.fsync(fd)
+    except IntegrityError:
+        _explain_invalid(snap)
+        raise
     except OSError as exc:
         raise store.destination_error(exc, path) from exc
     finally:
         os.close(fd)
+    _explain_invalid(snap)  # a snapshot can overflow after its last read too
     progress.item_done()
     return DiskResult(
         target=plan.target,

@@ -99,14 +99,17 @@ def compress(
     hasher = hashlib.sha256()
     total = 0
     sink = cast("IO[bytes]", counter)  # it only needs write() and flush()
-    with cctx.stream_writer(sink, size=-1 if size is None else size, closefd=False) as w:
-        while chunk := read_full(src, CHUNK):
-            hasher.update(chunk)
-            w.write(chunk)
-            total += len(chunk)
-            progress(len(chunk))
+    writer = cctx.stream_writer(sink, size=-1 if size is None else size, closefd=False)
+    # No with-block: on an error, closing the frame would raise "Src size is
+    # incorrect" and hide the real cause; an unfinished frame is simply dropped.
+    while chunk := read_full(src, CHUNK):
+        hasher.update(chunk)
+        writer.write(chunk)
+        total += len(chunk)
+        progress(len(chunk))
     if size is not None and total != size:
         raise IntegrityError(f"read {total} bytes where {size} were expected")
+    writer.flush(zstandard.FLUSH_FRAME)
     return StreamStats(size=total, sha256=hasher.hexdigest(), compressed_size=counter.count)
 
 

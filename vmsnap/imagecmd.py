@@ -20,14 +20,17 @@ from vmsnap.progress import Progress
 
 __all__ = ["StreamStats", "dump", "load"]
 
+HEADER_MAX = 18  # ZSTD_FRAMEHEADERSIZE_MAX: enough to read the content size
+
 
 @contextmanager
 def _input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
     if path == "-":
-        yield os.fdopen(os.dup(0), "rb", buffering=0), None
+        with os.fdopen(os.dup(0), "rb") as stdin:
+            yield stdin, None
         return
     try:
-        src = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below
+        src = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError as exc:
         raise NotFoundError(f"{path}: no such file or device") from exc
     except OSError as exc:
@@ -94,9 +97,22 @@ def _target(path: str, *, force: bool) -> Iterator[tuple[BinaryIO, bool, int | N
         yield out, True, None
 
 
+def _check_fits(src: BinaryIO, capacity: int | None, target: str) -> None:
+    """Refuse, before writing anything, an image whose header declares more
+    bytes than the target holds."""
+    peek = getattr(src, "peek", None)
+    head = peek(HEADER_MAX)[:HEADER_MAX] if peek else b""
+    declared = image.declared_size(head) if head else None
+    if capacity is not None and declared is not None and declared > capacity:
+        raise DestinationError(
+            f"{target} holds {capacity} bytes, the image is larger ({declared} bytes)"
+        )
+
+
 def load(image_path: str, target: str, *, force: bool, progress: Progress) -> StreamStats:
     with _input(image_path) as (src, _size):
         with _target(target, force=force) as (out, zeros, capacity):
+            _check_fits(src, capacity, target)
             progress.item(f"{image_path} -> {target}", None)
             try:
                 stats = image.decompress(

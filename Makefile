@@ -1,0 +1,32 @@
+# vmsnap: `make demo` and `make test` each do all their set-up on a fresh Debian 12 machine (as root).
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-host test-lab lint check clean
+
+setup:
+	bash tests/setup-host.sh
+
+## The whole suite: lint, host tests, then the lab tests in one VM boot.
+test: setup lint test-host test-lab
+
+## Quick: host-only tests (no VM), for iterating.
+test-host: setup
+	$(PY) -m pytest -m "not lab" tests -q
+
+## Lab tests only: boots a real kernel with device-mapper under qemu.
+test-lab: setup
+	bash tests/lab/run -q
+
+lint: setup
+	$(VENV)/bin/ruff check vmsnap tests
+	$(VENV)/bin/ruff format --check vmsnap tests
+	$(VENV)/bin/mypy
+	mandoc -T lint -W warning man/vmsnap.8 man/vmsnap-format.5
+
+## The built-in demo: real LVM in the lab, demo guests in libvirt, a real backup.
+demo: setup
+	LAB_SCRIPT=tests/lab/demo.sh bash tests/lab/run
+
+clean:
+	rm -rf build

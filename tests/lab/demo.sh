@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make demo`, inside the lab VM: a VG on a loop file, two demo guests described
+# to libvirt (its test driver), then `vmsnap list` and `vmsnap backup --all`.
+# The backups land in build/lab/backups on the host.
+set -euo pipefail
+out=$1
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+trap 'echo $? > "$out/rc"' EXIT
+export LVM_SUPPRESS_FD_WARNINGS=1 PATH="$repo/.venv/bin:$PATH"
+modprobe -a dm-snapshot dm-thin-pool dm-mod loop
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+step "A volume group on a loop file, with a thin pool"
+truncate -s 1G /tmp/demo-pv.img
+loop=$(losetup -f --show /tmp/demo-pv.img)
+pvcreate -q "$loop"; vgcreate -q demovg "$loop"
+lvcreate -q -T -L 300m demovg/pool
+
+step "Xen domU web01: two thick LVs, the root one a real ext4 filesystem with files"
+lvcreate -q -L 96m -n web01-root demovg
+lvcreate -q -L 32m -n web01-data demovg
+mkdir -p /tmp/rootfs/etc /tmp/rootfs/var/www
+cp -r /etc/apt /tmp/rootfs/etc/ 2>/dev/null || true
+echo "<h1>hello from web01</h1>" > /tmp/rootfs/var/www/index.html
+cp /bin/bash /usr/bin/python3* /tmp/rootfs/ 2>/dev/null || true
+mkfs.ext4 -q -F -L web01-root -d /tmp/rootfs /dev/demovg/web01-root
+head -c 12M /dev/urandom > /dev/demovg/web01-data
+
+step "KVM guest db01 on a thin LV"
+lvcreate -q -V 128m -T demovg/pool -n db01-disk
+yes "INSERT INTO t VALUES (42, 'demo');" | head -c 40M > /dev/demovg/db01-disk
+run lvs demovg
+
+cat > /tmp/demo-node.xml <<XML
+<node>
+  <domain type='xen'>
+    <name>web01</name><memory>524288</memory><os><type>xen</type></os>
+    <devices>
+      <disk type='block' device='disk'><source dev='/dev/demovg/web01-root'/><target dev='xvda' bus='xen'/></disk>
+      <disk type='block' device='disk'><source dev='/dev/mapper/demovg-web01--data'/><target dev='xvdb' bus='xen'/></disk>
+      <disk type='file' device='cdrom'><source file='/srv/iso/debian-12.iso'/><target dev='xvdc'/><readonly/></disk>
+    </devices>
+  </domain>
+  <domain type='kvm'>
+    <name>db01</name><memory>1048576</memory><os><type>hvm</type></os>
+    <devices>
+      <disk type='block' device='disk'><source dev='/dev/demovg/db01-disk'/><target dev='vda' bus='virtio'/></disk>
+    </devices>
+  </domain>
+</node>
+XML
+export LIBVIRT_DEFAULT_URI=test:///tmp/demo-node.xml
+
+step "vmsnap list"
+run vmsnap list
+
+step "vmsnap backup --all"
+mkdir -p "$out/backups"
+run vmsnap backup --all --dest "$out/backups" --progress
+
+step "What was written"
+run find "$out/backups" -type f -printf '%M %10s  %P\n'
+manifest=$(ls -d "$out"/backups/web01/*/ | head -n 1)manifest.json
+run cat "$manifest"
+
+step "Check: plain zstd -dc gives back the exact bytes of each volume"
+for pair in web01/xvda:web01-root web01/xvdb:web01-data db01/vda:db01-disk; do
+  img=$(ls "$out"/backups/"${pair%%/*}"/*/"$(basename "${pair%%:*}")".img.zst)
+  a=$(zstd -dc "$img" | sha256sum | cut -c1-16)
+  b=$(sha256sum < /dev/demovg/"${pair#*:}" | cut -c1-16)
+  printf '%-28s image %s  volume %s  %s\n' "${pair%%:*}" "$a" "$b" "$([ "$a" = "$b" ] && echo OK || echo MISMATCH)"
+  [ "$a" = "$b" ]
+done
+
+step "No snapshot left behind"
+run lvs -o lv_name,lv_tags demovg
+[ -z "$(lvs --noheadings @vmsnap)" ] && echo "none tagged @vmsnap"
+vgremove -q -f demovg >/dev/null; losetup -d "$loop"
+echo; echo "demo: backups are in build/lab/backups"

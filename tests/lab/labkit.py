@@ -1,0 +1,138 @@
+"""Helpers for the lab tests: LVM commands, patterned data, test-driver XML."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VMSNAP = [sys.executable, "-m", "vmsnap"]
+VG = "labvg"
+POOL = "pool"
+MiB = 1 << 20
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, LC_ALL="C", LVM_SUPPRESS_FD_WARNINGS="1")
+    return subprocess.run(argv, capture_output=True, text=True, check=check, env=env)
+
+
+def lv_names(select: str = "") -> set[str]:
+    argv = ["lvs", "--noheadings", "-o", "lv_name"]
+    if select:
+        argv.append(select)
+    return {n.strip() for n in sh(*argv).stdout.split() if n.strip()}
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MiB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pattern(seed: str, size: int) -> bytes:
+    """Deterministic, partly compressible data: text, zeros and hash noise."""
+    out = bytearray()
+    block = 0
+    while len(out) < size:
+        kind = block % 4
+        if kind == 0:
+            out += (f"{seed} block {block}\n" * 4096)[: 64 * 1024].encode()
+        elif kind == 1:
+            out += bytes(64 * 1024)
+        else:
+            h = hashlib.sha256(f"{seed}{block}".encode()).digest()
+            out += h * (64 * 1024 // len(h))
+        block += 1
+    return bytes(out[:size])
+
+
+def write_device(path: str, data: bytes, offset: int = 0) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.pwrite(fd, data, offset)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class Lab:
+    vg: str
+    pool: str
+
+    def lv(self, name: str, size_mib: int, *, thin: bool = False, seed: str | None = None) -> str:
+        """Create an LV filled with a pattern; return its /dev path."""
+        if thin:
+            sh("lvcreate", "-q", "-V", f"{size_mib}m", "-T", f"{self.vg}/{self.pool}", "-n", name)
+        else:
+            sh("lvcreate", "-q", "-y", "-L", f"{size_mib}m", "-n", name, self.vg)
+        path = f"/dev/{self.vg}/{name}"
+        write_device(path, pattern(seed or name, size_mib * MiB))
+        return path
+
+    def remove(self, name: str) -> None:
+        sh("lvremove", "-f", f"{self.vg}/{name}", check=False)
+
+    def free(self) -> int:
+        out = sh("vgs", "--noheadings", "--units", "b", "--nosuffix", "-o", "vg_free", self.vg)
+        return int(out.stdout.strip())
+
+
+DOMAIN = """  <domain type='{type}' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>{name}</name><memory>262144</memory><os><type>{os}</type></os>
+    <devices>
+{disks}
+    </devices>{runstate}
+  </domain>"""
+
+
+def disk_xml(target: str, source: str, *, kind: str = "block", device: str = "disk") -> str:
+    if kind == "volume":
+        pool, vol = source.split("/")
+        src = f"<source pool='{pool}' volume='{vol}'/>"
+    elif kind == "file":
+        src = f"<source file='{source}'/>"
+    else:
+        src = f"<source dev='{source}'/>"
+    return f"      <disk type='{kind}' device='{device}'>{src}<target dev='{target}'/></disk>"
+
+
+def domain_xml(
+    name: str, disks: list[str], *, xen: bool = False, runstate: int | None = None
+) -> str:
+    state = f"\n    <test:runstate>{runstate}</test:runstate>" if runstate else ""
+    return DOMAIN.format(
+        type="xen" if xen else "kvm",
+        name=name,
+        os="xen" if xen else "hvm",
+        disks="\n".join(disks),
+        runstate=state,
+    )
+
+
+def node_uri(tmp_path: Path, domains: list[str], *, pool_vg: str | None = VG) -> str:
+    pool = ""
+    if pool_vg:
+        pool = (
+            f"  <pool type='logical'><name>lvpool</name><source><name>{pool_vg}</name>"
+            f"<format type='lvm2'/></source><target><path>/dev/{pool_vg}</path></target></pool>"
+        )
+    node = tmp_path / "node.xml"
+    node.write_text("<node>\n" + "\n".join(domains) + "\n" + pool + "\n</node>\n")
+    return f"test://{node}"
+
+
+def vmsnap(
+    *args: str, check: bool = False, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ, **(env or {}))
+    return subprocess.run(
+        [*VMSNAP, *args], capture_output=True, text=True, check=check, env=full_env
+    )

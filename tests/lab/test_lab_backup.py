@@ -1,0 +1,194 @@
+"""Backups on real LVM: thick and thin, several disks, a live writer, quiesce."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from labkit import (
+    VG,
+    Lab,
+    MiB,
+    disk_xml,
+    domain_xml,
+    lv_names,
+    node_uri,
+    pattern,
+    sh,
+    sha256_of,
+    vmsnap,
+    write_device,
+)
+
+from vmsnap import backup, virt
+from vmsnap.errors import Interrupted
+from vmsnap.models import SizeSpec
+from vmsnap.progress import NoProgress
+from vmsnap.quiesce import QuiesceMode
+
+
+def zstd_sha(image: Path) -> str:
+    raw = subprocess.run(["zstd", "-dc", str(image)], capture_output=True, check=True).stdout
+    return hashlib.sha256(raw).hexdigest()
+
+
+def only_backup(dest: Path, guest: str) -> Path:
+    folders = list((dest / guest).iterdir())
+    assert len(folders) == 1, folders
+    assert not folders[0].name.endswith(".partial")
+    return folders[0]
+
+
+def test_backup_all_thick_thin_ext4(lab: Lab, tmp_path: Path) -> None:
+    root = lab.lv("web01-root", 24)
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "hello.txt").write_text("hello from the domU\n" * 100)
+    sh("mkfs.ext4", "-q", "-F", "-d", str(files), root)
+    data = lab.lv("web01-data", 8)
+    thin = lab.lv("db01-disk", 32, thin=True)
+    sums = {p: sha256_of(p) for p in (root, data, thin)}
+    uri = node_uri(
+        tmp_path,
+        [
+            domain_xml("web01", [disk_xml("xvda", root), disk_xml("xvdb", data)], xen=True),
+            domain_xml("db01", [disk_xml("vda", thin)]),
+        ],
+    )
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    run = vmsnap("backup", "--all", "--dest", str(dest), "--connect", uri, "--json")
+    assert run.returncode == 0, run.stderr
+    results = {r["name"]: r for r in json.loads(run.stdout)}
+    assert all(r["ok"] for r in results.values())
+
+    web = only_backup(dest, "web01")
+    manifest = json.loads((web / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["domain"]["name"] == "web01"
+    assert manifest["quiesce"]["mode"] == "freeze"  # the test driver answers fs-freeze
+    assert manifest["quiesce"]["window_seconds"] >= 0
+    disks = {d["target"]: d for d in manifest["disks"]}
+    assert disks["xvda"]["sha256"] == sums[root]
+    assert disks["xvda"]["size"] == 24 * MiB
+    assert disks["xvda"]["snapshot"]["kind"] == "thick"
+    assert zstd_sha(web / "xvda.img.zst") == sums[root]
+    assert zstd_sha(web / "xvdb.img.zst") == sums[data]
+    assert (web / "domain.xml").read_text().startswith("<domain")
+    assert oct((web / "xvda.img.zst").stat().st_mode & 0o777) == "0o600"
+    assert oct(web.stat().st_mode & 0o777) == "0o700"
+
+    db = only_backup(dest, "db01")
+    dbm = json.loads((db / "manifest.json").read_text())
+    assert dbm["disks"][0]["snapshot"]["kind"] == "thin"
+    assert zstd_sha(db / "vda.img.zst") == sums[thin]
+
+    # the ext4 image really holds the files
+    restored = tmp_path / "root.raw"
+    subprocess.run(["zstd", "-dq", str(web / "xvda.img.zst"), "-o", str(restored)], check=True)
+    listing = sh("debugfs", "-R", "cat /hello.txt", str(restored)).stdout
+    assert "hello from the domU" in listing
+
+
+class _WriteOriginOnce(NoProgress):
+    """Overwrites the origin as soon as streaming starts: the image must still
+    hold the snapshot-time bytes."""
+
+    def __init__(self, origin: str, size: int) -> None:
+        self.origin, self.size, self.done = origin, size, False
+
+    def advance(self, nbytes: int) -> None:
+        if not self.done:
+            self.done = True
+            write_device(self.origin, pattern("changed", self.size))
+
+
+@pytest.mark.parametrize("thin", [False, True], ids=["thick", "thin"])
+def test_origin_written_during_copy(lab: Lab, tmp_path: Path, thin: bool) -> None:
+    size = 16 * MiB
+    origin = lab.lv(f"busy-{'thin' if thin else 'thick'}", 16, thin=thin)
+    before = sha256_of(origin)
+    uri = node_uri(tmp_path, [domain_xml("busy", [disk_xml("vda", origin)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    # room for every block the writer changes (the overflow guard has its own tests)
+    settings = backup.BackupSettings(
+        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(percent=100)
+    )
+    with virt.connection(uri) as conn:
+        results = backup.backup(conn, ["busy"], settings, _WriteOriginOnce(origin, size))
+        assert conn.domain("busy").state() == "running"  # resumed after the window
+    assert results[0].ok, results[0].error
+    assert results[0].window is not None
+    assert results[0].window.used == "pause"
+    assert sha256_of(origin) != before  # the writer really wrote
+    folder = only_backup(dest, "busy")
+    assert zstd_sha(folder / "vda.img.zst") == before
+
+
+class _InterruptMidStream(NoProgress):
+    def advance(self, nbytes: int) -> None:
+        raise Interrupted(2)
+
+
+def test_cow_overflow_fails_cleanly(lab: Lab, tmp_path: Path) -> None:
+    """A writer that overflows a small COW snapshot: the disk fails with a clear
+    error, nothing is published, the snapshot is removed."""
+    origin = lab.lv("overflow", 16)
+    uri = node_uri(tmp_path, [domain_xml("ovf", [disk_xml("vda", origin)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    settings = backup.BackupSettings(dest=dest, snapshot_size=SizeSpec(size=4 << 20))
+    with virt.connection(uri) as conn:
+        results = backup.backup(conn, ["ovf"], settings, _WriteOriginOnce(origin, 16 * MiB))
+    assert not results[0].ok
+    assert "overflowed" in str(results[0].error)
+    assert "--snapshot-size" in str(results[0].error)
+    assert list((dest / "ovf").iterdir()) == []
+
+
+def test_interrupt_mid_stream_removes_everything(lab: Lab, tmp_path: Path) -> None:
+    a = lab.lv("int-a", 8)
+    b = lab.lv("int-b", 8, thin=True)
+    uri = node_uri(tmp_path, [domain_xml("g", [disk_xml("vda", a), disk_xml("vdb", b)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    settings = backup.BackupSettings(dest=dest, quiesce=QuiesceMode.PAUSE)
+    with virt.connection(uri) as conn:
+        with pytest.raises(Interrupted):
+            backup.backup(conn, ["g"], settings, _InterruptMidStream())
+        assert conn.domain("g").state() == "running"
+    assert not lv_names("@vmsnap")
+    assert list((dest / "g").iterdir()) == []
+
+
+def test_paused_guest_stays_paused(lab: Lab, tmp_path: Path) -> None:
+    disk = lab.lv("paused-disk", 4)
+    uri = node_uri(tmp_path, [domain_xml("p", [disk_xml("vda", disk)], runstate=3)])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    for mode in (QuiesceMode.AUTO, QuiesceMode.PAUSE, QuiesceMode.FREEZE):
+        settings = backup.BackupSettings(dest=dest, quiesce=mode)
+        with virt.connection(uri) as conn:
+            results = backup.backup(conn, ["p"], settings, NoProgress())
+            assert conn.domain("p").state() == "paused"
+        assert results[0].ok, results[0].error
+        assert results[0].window is not None
+        assert results[0].window.used == "none"
+
+
+def test_dry_run_changes_nothing(lab: Lab, tmp_path: Path) -> None:
+    disk = lab.lv("dry", 8)
+    uri = node_uri(tmp_path, [domain_xml("dry", [disk_xml("vda", disk)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    before = lv_names()
+    run = vmsnap("backup", "dry", "--dest", str(dest), "--connect", uri, "--dry-run")
+    assert run.returncode == 0, run.stderr
+    assert "would back up" in run.stdout
+    assert f"{VG}/dry" in run.stdout
+    assert lv_names() == before
+    assert list(dest.iterdir()) == []
