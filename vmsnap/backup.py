@@ -21,6 +21,7 @@ from vmsnap.errors import (
     Interrupted,
     NoSpaceError,
     UnsupportedDiskError,
+    UsageError,
     VmsnapError,
 )
 from vmsnap.lock import run_lock
@@ -131,6 +132,10 @@ def _select_disks(
 ) -> tuple[list[Disk], list[tuple[str, str]]]:
     chosen: list[Disk] = []
     skipped: list[tuple[str, str]] = []
+    targets = {d.target for d in guest.disks}
+    unknown = sorted(t for d, t in excludes if d == guest.name and t not in targets)
+    if unknown:
+        raise UsageError(f"no disk {', '.join(unknown)} to --exclude")
     for disk in guest.disks:
         if (guest.name, disk.target) in excludes:
             skipped.append((disk.target, "excluded"))
@@ -138,14 +143,14 @@ def _select_disks(
             skipped.append((disk.target, disk.reason or disk.spec.device))
         elif disk.volume is None:
             raise UnsupportedDiskError(
-                f"{guest.name}: disk {disk.target} ({disk.spec.source or 'no source'}) "
+                f"disk {disk.target} ({disk.spec.source or 'no source'}) "
                 f"cannot be snapshotted: {disk.reason}",
                 hint=f"--exclude {guest.name}:{disk.target} backs up the rest",
             )
         else:
             chosen.append(disk)
     if not chosen:
-        raise UnsupportedDiskError(f"{guest.name}: no LV disks to back up")
+        raise UnsupportedDiskError("no LV disks to back up")
     return chosen, skipped
 
 
@@ -313,16 +318,20 @@ def _staging(settings: BackupSettings, guest: str, stamp: str) -> Iterator[Path]
 
 def run_guest(
     conn: Connection,
-    plan: GuestPlan,
+    result: GuestResult,
     settings: BackupSettings,
     progress: Progress,
     run_id: str,
-) -> GuestResult:
-    result = GuestResult(name=plan.guest.name, plan=plan)
+) -> None:
+    """Back up one planned guest, filling in ``result`` as it goes (so that a
+    published backup is on record even if removing a snapshot fails after)."""
+    plan = result.plan
+    assert plan is not None
     dom = conn.domain(plan.guest.name)
     created = time.time()
     tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
     with _staging(settings, plan.guest.name, store.timestamp(created)) as staging:
+        store.write_file(staging / store.DOMAIN_XML, dom.definition().encode())
         with ExitStack() as snapshots:
             with quiesced(dom, settings.quiesce) as window:
                 snaps = [
@@ -344,10 +353,8 @@ def run_guest(
                     _stream_disk(disk_plan, snap, staging, settings.level, progress)
                 )
             progress.job_done()
-            store.write_file(staging / store.DOMAIN_XML, dom.xml().encode())
             store.write_json(staging / store.MANIFEST, manifest(result, conn.hostname, created))
             result.directory = store.publish(staging)
-    return result
 
 
 def backup(
@@ -360,8 +367,17 @@ def backup(
 
     One guest's failure is recorded in its result and does not stop the others.
     """
+    if not conn.is_local:
+        raise UsageError(
+            f"{conn.uri} is a remote connection; run vmsnap on the host that holds the LVs"
+        )
     store.check_destination(settings.dest)
     domains = [conn.domain(n) for n in names] if names is not None else conn.domains()
+    unknown = {d for d, _t in settings.excludes} - {d.name for d in domains}
+    if unknown:
+        raise UsageError(
+            f"--exclude names guests that are not backed up: {', '.join(sorted(unknown))}"
+        )
     run_id = new_run_id()
     with run_lock():
         if not settings.dry_run:
@@ -381,16 +397,12 @@ def _backup_one(
     result = GuestResult(name=name)
     try:
         result.plan = plan_guest(describe(conn.domain(name), inventory, conn), settings, run_id)
-        if settings.dry_run:
-            return result
-        return run_guest(conn, result.plan, settings, progress, run_id)
+        if not settings.dry_run:
+            run_guest(conn, result, settings, progress, run_id)
     except Interrupted:
         raise
     except VmsnapError as exc:
-        log.error("%s: %s", name, exc)
         result.error = exc
-        return result
     except OSError as exc:
-        result.error = DestinationError(f"{name}: {exc}")
-        log.error("%s", result.error)
-        return result
+        result.error = DestinationError(str(exc))
+    return result

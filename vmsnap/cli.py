@@ -20,6 +20,7 @@ from vmsnap.console import make_progress, setup_logging
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
 from vmsnap.models import Guest, SizeSpec, human_size
+from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode
 from vmsnap.signals import GATE
 
@@ -63,6 +64,7 @@ app.add_typer(image_app, name="image")
 @dataclass
 class _Options:
     debug: bool = False
+    quiet: bool = False
 
 
 OPTIONS = _Options()
@@ -97,6 +99,7 @@ def _root(
     ] = False,
 ) -> None:
     OPTIONS.debug = debug
+    OPTIONS.quiet = quiet
     setup_logging(2 if debug else (-1 if quiet else verbose))
 
 
@@ -137,14 +140,16 @@ def _print_guest(guest: Guest) -> None:
     for d in guest.disks:
         volume = d.volume.full_name if d.volume else "-"
         kind = d.volume.kind if d.volume else "-"
-        why = f"skip: {d.reason}" if d.reason else "backup"
+        why = "backup" if d.reason is None else f"skip: {d.reason}"
+        if d.reason and not d.skippable:
+            why = f"not an LV: {d.reason} (backup refuses the guest unless --exclude'd)"
         print(
             f"  {d.target:<6} {d.spec.source or '-':<36} {volume:<28} "
             f"{human_size(d.size):>10}  {kind:<5}  {why}"
         )
 
 
-@app.command("list")
+@app.command("list", epilog=EXIT_STATUS)
 def list_cmd(
     domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
     connect: ConnectOpt = None,
@@ -304,8 +309,11 @@ def backup_cmd(
     )
     with virt.connection(_uri(connect)) as conn:
         results = backup.backup(
-            conn, domains or None, settings, make_progress(False if dry_run else progress)
+            conn, domains or None, settings, _progress(False if dry_run else progress)
         )
+    for failed in (r for r in results if r.error is not None):
+        assert failed.error is not None
+        _print_error(f"{failed.name}: {failed.error}", failed.error)
     if as_json:
         print(json.dumps([_result_json(r) for r in results], indent=2))
     else:
@@ -326,7 +334,7 @@ def image_dump(
     as_json: JsonOpt = False,
 ) -> None:
     """Write SOURCE as a zstd image (zstd -dc gives the exact bytes back)."""
-    stats = imagecmd.dump(source, output, level=level, progress=make_progress(progress))
+    stats = imagecmd.dump(source, output, level=level, progress=_progress(progress))
     _report_stats(stats, as_json, to_stdout=output == "-")
 
 
@@ -341,7 +349,7 @@ def image_load(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the bytes of a zstd IMAGE onto TARGET, checking the stream on the way."""
-    stats = imagecmd.load(image_path, target, force=force, progress=make_progress(progress))
+    stats = imagecmd.load(image_path, target, force=force, progress=_progress(progress))
     _report_stats(stats, as_json, to_stdout=target == "-")
 
 
@@ -361,10 +369,21 @@ def _report_stats(stats: imagecmd.StreamStats, as_json: bool, *, to_stdout: bool
 # ---------------------------------------------------------------- entry point
 
 
-def _report(exc: BaseException, code: int) -> int:
-    print(f"vmsnap: error: {exc}", file=sys.stderr)
+def _progress(flag: bool | None) -> Progress:
+    """-q silences progress unless --progress asks for it."""
+    return make_progress(False if OPTIONS.quiet and flag is None else flag)
+
+
+def _print_error(text: str, exc: BaseException) -> None:
+    print(f"vmsnap: error: {text}", file=sys.stderr)
+    for note in getattr(exc, "__notes__", ()):
+        print(f"vmsnap:   {note}", file=sys.stderr)
     if OPTIONS.debug:
         traceback.print_exception(exc, file=sys.stderr)
+
+
+def _report(exc: BaseException, code: int) -> int:
+    _print_error(str(exc), exc)
     return code
 
 

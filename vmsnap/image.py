@@ -18,6 +18,7 @@ from typing import IO, BinaryIO, Protocol, cast
 import zstandard
 
 from vmsnap.errors import IntegrityError
+from vmsnap.frames import FrameWalker
 
 CHUNK = 4 << 20
 DEFAULT_LEVEL = 3
@@ -102,14 +103,17 @@ def compress(
     writer = cctx.stream_writer(sink, size=-1 if size is None else size, closefd=False)
     # No with-block: on an error, closing the frame would raise "Src size is
     # incorrect" and hide the real cause; an unfinished frame is simply dropped.
-    while chunk := read_full(src, CHUNK):
-        hasher.update(chunk)
-        writer.write(chunk)
-        total += len(chunk)
-        progress(len(chunk))
-    if size is not None and total != size:
-        raise IntegrityError(f"read {total} bytes where {size} were expected")
-    writer.flush(zstandard.FLUSH_FRAME)
+    try:
+        while chunk := read_full(src, CHUNK):
+            hasher.update(chunk)
+            writer.write(chunk)
+            total += len(chunk)
+            progress(len(chunk))
+        if size is not None and total != size:
+            raise IntegrityError(f"read {total} bytes where {size} were expected")
+        writer.flush(zstandard.FLUSH_FRAME)
+    except zstandard.ZstdError as exc:  # the source grew past its declared size
+        raise IntegrityError(f"source changed size while it was read: {exc}") from exc
     return StreamStats(size=total, sha256=hasher.hexdigest(), compressed_size=counter.count)
 
 
@@ -175,12 +179,10 @@ def decompress(
         raise IntegrityError(f"corrupt image: {exc}") from exc
     if sink is not None:
         sink.finish()
+    while counter.read(CHUNK):  # anything the decoder left unread is still walked
+        pass
+    counter.walker.finish()
     stats = StreamStats(size=total, sha256=hasher.hexdigest(), compressed_size=counter.count)
-    if counter.declared is not None and total < counter.declared:
-        # the first frame alone promised more than the whole stream gave
-        raise IntegrityError(
-            f"image is truncated: {total} bytes decoded, its header declares {counter.declared}"
-        )
     check(stats, expected_size=expected_size, expected_sha256=expected_sha256)
     return stats
 
@@ -195,26 +197,18 @@ def check(stats: StreamStats, *, expected_size: int | None, expected_sha256: str
 
 
 class _CountingReader:
-    """Counts compressed bytes read and notes the first frame's declared size."""
+    """Counts compressed bytes read and walks their framing (see frames.py)."""
 
     def __init__(self, source: Readable) -> None:
         self.source = source
         self.count = 0
-        self.declared: int | None = None
+        self.walker = FrameWalker()
 
     def read(self, size: int = -1) -> bytes:
         data = self.source.read(size)
-        if self.count == 0 and data:
-            self.declared = _declared_or_none(data)
+        self.walker.feed(data)
         self.count += len(data)
         return data
-
-
-def _declared_or_none(head: bytes) -> int | None:
-    try:
-        return declared_size(head)
-    except IntegrityError:
-        return None
 
 
 def device_size(fd: int) -> int | None:

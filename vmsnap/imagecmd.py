@@ -63,9 +63,9 @@ def _stdout() -> BinaryIO:
 
 def dump(source: str, output: str, *, level: int, progress: Progress) -> StreamStats:
     with _input(source) as (src, size):
-        progress.item(source, size)
         try:
             with _stdout() if output == "-" else _new_file(Path(output)) as out:
+                progress.item(source, size)
                 stats = image.compress(src, out, level=level, size=size, progress=progress.advance)
         except OSError as exc:
             raise store.destination_error(exc, Path(output)) from exc
@@ -85,8 +85,12 @@ def _target(path: str, *, force: bool) -> Iterator[tuple[BinaryIO, bool, int | N
         mode = target.stat().st_mode
         if stat.S_ISREG(mode) and not force:
             raise DestinationError(f"{path} exists; pass --force to overwrite it")
-        flags = os.O_WRONLY | (os.O_TRUNC if stat.S_ISREG(mode) else 0)
-        fd = os.open(path, flags | os.O_CLOEXEC)
+        # O_EXCL on a block device: refused (EBUSY) while it is mounted or held
+        flags = os.O_WRONLY | (os.O_TRUNC if stat.S_ISREG(mode) else os.O_EXCL)
+        try:
+            fd = os.open(path, flags | os.O_CLOEXEC)
+        except OSError as exc:
+            raise DestinationError(f"cannot open {path} for writing: {exc.strerror}") from exc
         capacity = None if stat.S_ISREG(mode) else image.device_size(fd)
         with os.fdopen(fd, "wb") as out:
             yield out, stat.S_ISREG(mode), capacity

@@ -83,7 +83,8 @@ def split_dm_name(name: str) -> tuple[str, str] | None:
             cut = i + after - 1  # LV names never start with a dash
             vg, lv = name[:cut], name[cut + 1 :]
             vg, lv = vg.replace("--", "-"), lv.replace("--", "-")
-            return (vg, lv) if vg and lv else None
+            # "vg-lv-real", "vg-lv-cow": device-mapper layers, not LVs
+            return (vg, lv) if vg and lv and dm_name(vg, lv) == name else None
     return None
 
 

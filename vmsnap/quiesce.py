@@ -88,15 +88,27 @@ def quiesced(dom: Domain, mode: QuiesceMode) -> Iterator[Window]:
         start = time.monotonic()
         window.state_before = dom.state()
         _enter(dom, window)
+        body_error: BaseException | None = None
         try:
             yield window
+        except BaseException as exc:
+            body_error = exc
+            raise
         finally:
-            try:
-                _release(dom, window)
-            except LibvirtError as exc:
-                raise LeftBehindError(
-                    f"could not release {dom.name} after {window.used}: {exc}",
-                    hint=f"check it now: virsh domstate {dom.name}",
-                ) from exc
-            finally:
-                window.seconds = time.monotonic() - start
+            window.seconds = time.monotonic() - start
+            _release_or_raise(dom, window, body_error)
+
+
+def _release_or_raise(dom: Domain, window: Window, body_error: BaseException | None) -> None:
+    """A guest left paused or frozen outranks any other error; the other one is
+    kept as a note so that it is not lost."""
+    try:
+        _release(dom, window)
+    except LibvirtError as exc:
+        left = LeftBehindError(
+            f"could not release {dom.name} after {window.used}: {exc}",
+            hint=f"check it now: virsh domstate {dom.name}",
+        )
+        if body_error is not None:
+            left.add_note(f"the backup had already failed: {body_error}")
+        raise left from exc

@@ -7,10 +7,12 @@ out) so it is tested on real domain XML without a hypervisor.
 from __future__ import annotations
 
 import os
+import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -82,6 +84,12 @@ class Connection:
         return str(self._conn.getURI())
 
     @property
+    def is_local(self) -> bool:
+        """LVM runs here, so the guests must be here too (no remote URIs)."""
+        host = urlsplit(self.uri).hostname
+        return host in (None, "", "localhost", "127.0.0.1", "::1", socket.gethostname())
+
+    @property
     def hostname(self) -> str:
         try:
             return str(self._conn.getHostname())
@@ -136,6 +144,15 @@ class Domain:
 
     def xml(self) -> str:
         return str(self._call("reading the XML of", self._dom.XMLDesc, 0))
+
+    def definition(self) -> str:
+        """The persistent definition, secrets included (what a restore needs);
+        the live XML where that is not available."""
+        flags = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        try:
+            return str(self._dom.XMLDesc(flags))
+        except libvirt.libvirtError:
+            return self.xml()
 
     def hypervisor(self) -> str:
         root = ET.fromstring(self.xml())

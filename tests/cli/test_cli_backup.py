@@ -99,12 +99,6 @@ def test_disk_that_is_not_an_lv(uri: str, dest: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("host_lvm_empty")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: backup._backup_one logs '%s: %s' % (name, exc) but "
-    "UnsupportedDiskError's message already starts with the guest name: "
-    "stderr says 'web01: web01: disk xvda ...'",
-)
 def test_disk_that_is_not_an_lv_names_the_guest_once(uri: str, dest: Path) -> None:
     run = vmsnap("backup", "web01", "--dest", str(dest), "--connect", uri)
     assert run.returncode == 4
@@ -112,12 +106,6 @@ def test_disk_that_is_not_an_lv_names_the_guest_once(uri: str, dest: Path) -> No
 
 
 @pytest.mark.usefixtures("host_lvm_empty")
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a backup whose only guest fails exits 4 with a log line "
-    "('... vmsnap ERROR: ...') on stderr, not the one 'vmsnap: error: ...' line "
-    "every other failure prints (tests/lab/test_lab_faults.py expects it too)",
-)
 def test_disk_that_is_not_an_lv_says_one_error_line(uri: str, dest: Path) -> None:
     run = vmsnap("backup", "web01", "--dest", str(dest), "--connect", uri)
     assert run.returncode == 4

@@ -97,11 +97,6 @@ def test_dump_refuses_an_existing_output(main: Main, src: Path, tmp_path: Path) 
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: imagecmd.dump calls progress.item() before _new_file() refuses an "
-    "existing output, so the refusal comes after a 'progress: ... started' line",
-)
 def test_dump_refusal_is_one_line_with_default_progress(src: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.zst"
     out.write_bytes(b"precious")
@@ -183,14 +178,6 @@ def test_load_something_that_is_not_an_image(main: Main, src: Path, tmp_path: Pa
     assert not (tmp_path / "new").exists()
 
 
-UNCHECKED_END = (
-    "BUG: image load accepts an image whose zstd frame is cut short when the "
-    "header declares no size (as `image dump -` writes) or the file is empty; "
-    "`zstd -t` rejects both"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=UNCHECKED_END)
 def test_load_truncated_image_from_a_pipe_dump(src: Path, tmp_path: Path) -> None:
     dump = vmsnap("image", "dump", "--no-progress", "-", "-", stdin=src.read_bytes())
     assert dump.returncode == 0
@@ -202,7 +189,6 @@ def test_load_truncated_image_from_a_pipe_dump(src: Path, tmp_path: Path) -> Non
     assert run.returncode == 10
 
 
-@pytest.mark.xfail(strict=True, reason=UNCHECKED_END)
 def test_load_empty_image(tmp_path: Path) -> None:
     empty = tmp_path / "empty.zst"
     empty.write_bytes(b"")
@@ -242,12 +228,6 @@ def test_load_over_an_existing_file_needs_force(
     assert target.read_bytes() == src.read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: imagecmd._target opens an existing target with os.open() outside any "
-    "OSError handler: a directory (EISDIR) or an unwritable target ends as exit 70 "
-    "'internal error' instead of a DestinationError (9)",
-)
 def test_load_onto_a_directory(img: Path, tmp_path: Path) -> None:
     folder = tmp_path / "folder"
     folder.mkdir()
@@ -256,11 +236,6 @@ def test_load_onto_a_directory(img: Path, tmp_path: Path) -> None:
     one_line_error(run.stderr)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: dumping a file whose length differs from its stat size (/proc) "
-    "raises zstandard.ZstdError 'Src size is incorrect' from image.compress: exit 70",
-)
 def test_dump_of_a_file_that_is_longer_than_its_size(tmp_path: Path) -> None:
     run = vmsnap("image", "dump", "--no-progress", "/proc/self/status", str(tmp_path / "o.zst"))
     assert run.returncode in (0, ExitCode.INTEGRITY)

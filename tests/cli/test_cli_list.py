@@ -18,12 +18,12 @@ def test_list_text(main: Main, uri: str) -> None:
     lines = out.splitlines()
     assert lines[0].startswith("db01  paused  kvm  ")
     assert "/dev/mapper/vg0-db--01" in lines[1]
-    assert "skip: no LV vg0/db-01 found" in lines[1]  # the dm name is unescaped
+    assert "not an LV: no LV vg0/db-01 found" in lines[1]  # the dm name is unescaped
     web01 = lines.index(next(line for line in lines if line.startswith("web01 ")))
     assert lines[web01].startswith("web01  running  xen  ")
     xvda = next(line for line in lines[web01:] if line.strip().startswith("xvda"))
     assert "/dev/vg0/web01-root" in xvda
-    assert "skip: no LV vg0/web01-root found" in xvda
+    assert "not an LV: no LV vg0/web01-root found" in xvda
     hdc = next(line for line in lines[web01:] if line.strip().startswith("hdc"))
     assert "skip: cdrom" in hdc
 

@@ -25,11 +25,6 @@ def test_version_as_a_process() -> None:
         [],
         pytest.param(
             ["list"],
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: cli.py registers `list` without epilog=EXIT_STATUS; every "
-                "other command's help ends with the EXIT STATUS section (STYLE.md)",
-            ),
         ),
         ["backup"],
         ["image"],

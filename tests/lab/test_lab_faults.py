@@ -89,14 +89,14 @@ def test_leftover_snapshot_of_a_dead_run_is_removed(lab: Lab, tmp_path: Path) ->
 
 
 def test_sigterm_mid_stream_cleans_up(lab: Lab, tmp_path: Path) -> None:
-    disk = lab.lv("term", 160, seed="term")
+    disk = lab.lv("term", 96, seed="term")
     before = sha256_of(disk)
     uri = node_uri(tmp_path, [domain_xml("term", [disk_xml("vda", disk)])])
     dest = tmp_path / "dest"
     dest.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "vmsnap", "backup", "term", "--dest", str(dest),
-         "--connect", uri, "--no-progress", "--level", "19"],
+         "--connect", uri, "--no-progress", "--level", "9"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     assert proc.stderr is not None

@@ -143,13 +143,6 @@ def test_garbage_is_not_an_image(tmp_path: Path) -> None:
         image.declared_size(b"not zstd")
 
 
-PREMATURE_END = (
-    "BUG: image.decompress accepts an image whose last frame is incomplete "
-    "(python-zstandard's stream_reader just stops at EOF); only a shortfall "
-    "against the first frame's declared content size is caught"
-)
-
-
 @pytest.mark.parametrize(
     "keep",
     [
@@ -160,22 +153,18 @@ PREMATURE_END = (
         pytest.param(
             lambda n: n - 4,
             id="checksum-missing",
-            marks=pytest.mark.xfail(strict=True, reason=PREMATURE_END),
         ),
         pytest.param(
             lambda n: n - 1,
             id="checksum-cut",
-            marks=pytest.mark.xfail(strict=True, reason=PREMATURE_END),
         ),
         pytest.param(
             lambda n: 5,
             id="header-cut",
-            marks=pytest.mark.xfail(strict=True, reason=PREMATURE_END),
         ),
         pytest.param(
             lambda n: 0,
             id="empty",
-            marks=pytest.mark.xfail(strict=True, reason=PREMATURE_END),
         ),
     ],
 )
@@ -191,9 +180,6 @@ def test_truncated_image_is_detected(
         decompress_file(cut, tmp_path / "out")
 
 
-@pytest.mark.xfail(
-    strict=True, reason=PREMATURE_END + " (an image of unknown size, e.g. from a pipe)"
-)
 def test_truncated_image_of_unknown_size_is_detected(tmp_path: Path) -> None:
     data = random_bytes(CHUNK + MiB)
     out = io.BytesIO()
@@ -240,21 +226,9 @@ def test_short_reads_decode_completely(small_sample: tuple[bytes, bytes], most: 
     [
         pytest.param(
             1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: _CountingReader reads the declared size only from the first "
-                "read(); a first read shorter than the frame header (a pipe) disables "
-                "the truncation check",
-            ),
         ),
         pytest.param(
             8,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: _CountingReader reads the declared size only from the first "
-                "read(); a first read shorter than the frame header (a pipe) disables "
-                "the truncation check",
-            ),
         ),
         4096,
     ],
@@ -286,19 +260,11 @@ def test_source_shorter_than_its_size(delivered: int, size: int) -> None:
         image.compress(io.BytesIO(bytes(delivered)), io.BytesIO(), size=size)
 
 
-LONGER_THAN_SIZE = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: compress() of a source longer than its declared size raises "
-    "zstandard.ZstdError ('Src size is incorrect') from writer.write() when the "
-    "size is small (e.g. 0 for a /proc file), not IntegrityError; the CLI exits 70",
-)
-
-
 @pytest.mark.parametrize(
     ("delivered", "size"),
     [
-        pytest.param(300, 200, marks=LONGER_THAN_SIZE),
-        pytest.param(1, 0, marks=LONGER_THAN_SIZE),
+        pytest.param(300, 200),
+        pytest.param(1, 0),
         (5 * MiB, 4 * MiB),
     ],
 )

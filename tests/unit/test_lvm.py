@@ -58,12 +58,6 @@ def test_split_dm_name_without_a_single_separator_is_none(dm: str) -> None:
     assert lvm.split_dm_name(dm) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: split_dm_name accepts a dm name with an LVM layer suffix "
-    "('vg-lv-real', 'vg-snap-cow') as VG 'vg', LV 'lv-real', though "
-    "dm_name('vg', 'lv-real') is 'vg-lv--real'",
-)
 @pytest.mark.parametrize("dm", ["vg-lv-real", "vg0-web01-cow", "vg-pool-tpool"])
 def test_split_dm_name_only_returns_names_that_map_back(dm: str) -> None:
     split = lvm.split_dm_name(dm)

@@ -237,12 +237,6 @@ def resume_then_fail(dom: Domain) -> None:
         raise IntegrityError("the body failed")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: quiesce.quiesced raises LeftBehindError from its finally block when "
-    "the release fails, so the body's own error survives only as __context__ (never "
-    "shown without --debug); lvm.snapshot keeps both (STYLE.md rule 5)",
-)
 def test_release_failure_does_not_hide_the_body_error(uri: str) -> None:
     with virt.connection(uri) as conn:
         dom = conn.domain("web01")
