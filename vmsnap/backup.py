@@ -96,6 +96,18 @@ def _round_up(n: int, extent: int) -> int:
     return -(-n // extent) * extent
 
 
+def full_cow(origin: int) -> int:
+    """COW space that can never overflow: the origin plus room for the
+    exception table (16 bytes per 4 KiB chunk, under 1/64) and its header."""
+    return origin + origin // 64 + (1 << 20)
+
+
+def _wanted(share: SizeSpec, origin: int) -> int:
+    if share.percent is not None and share.percent >= 100:
+        return full_cow(origin)  # "100%": never overflow
+    return share.for_origin(origin)
+
+
 def cow_sizes(
     origins: list[int], *, free: int, extent: int, spec: SizeSpec | None, vg: str
 ) -> list[int]:
@@ -105,7 +117,7 @@ def cow_sizes(
     shrunk to fit the free space but never below 5% of the origin.
     """
     share = spec or SizeSpec(percent=DEFAULT_SNAPSHOT_SHARE)
-    sizes = [_round_up(max(share.for_origin(o), extent), extent) for o in origins]
+    sizes = [_round_up(max(_wanted(share, o), extent), extent) for o in origins]
     if sum(sizes) <= free:
         return sizes
     needed = human_size(sum(sizes))

@@ -82,3 +82,11 @@ def test_no_free_space_at_all() -> None:
 
 def test_no_thick_origins_need_nothing() -> None:
     assert sizes([], 0) == []
+
+
+def test_hundred_percent_means_a_snapshot_that_cannot_overflow() -> None:
+    origin = 16 * MiB
+    (got,) = sizes([origin], 10 * GiB, SizeSpec(percent=100))
+    # the whole origin plus its exception table (16 B per 4 KiB chunk) and header
+    assert got >= origin + origin // 256 + 4096
+    assert got % (4 * MiB) == 0
