@@ -244,11 +244,21 @@ def remove_volume(lv: LogicalVolume, *, attempts: int = REMOVE_ATTEMPTS) -> None
 def create_snapshot(
     origin: LogicalVolume, name: str, size: int | None, tags: tuple[str, ...]
 ) -> LogicalVolume:
+    """``lvcreate`` and nothing else: this runs inside the quiesce window, so the
+    snapshot's description is derived rather than read back with ``lvs``."""
     runner.run(create_snapshot_argv(origin, name, size, tags), mutates=True)
-    snap = find_volume(origin.vg, name)
-    if snap is None:
-        raise LvmError(f"lvcreate reported success but {origin.vg}/{name} is missing")
-    return snap
+    return LogicalVolume(
+        vg=origin.vg,
+        name=name,
+        path=f"/dev/{origin.vg}/{name}",
+        dm_path=f"/dev/mapper/{dm_name(origin.vg, name)}",
+        size=origin.size if size is None else size,
+        attr="",
+        segtype=origin.segtype if origin.is_thin else "linear",
+        origin=origin.name,
+        pool=origin.pool,
+        tags=tags,
+    )
 
 
 @contextmanager
