@@ -25,6 +25,7 @@ from vmsnap.errors import (
     VmsnapError,
 )
 from vmsnap.lock import run_lock
+from vmsnap.manifest import seal
 from vmsnap.models import Disk, Guest, LogicalVolume, SizeSpec, human_size
 from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode, Window, quiesced
@@ -233,7 +234,7 @@ class _SnapshotReader:
         self._file.close()
 
 
-def _explain_invalid(snap: LogicalVolume) -> None:
+def check_snapshot_valid(snap: LogicalVolume) -> None:
     """Raise a clear error if a COW snapshot overflowed (LVM marks it invalid)."""
     if snap.is_thin:
         return
@@ -261,13 +262,13 @@ def _stream_disk(
             out.flush()
             os.fsync(fd)
     except IntegrityError:
-        _explain_invalid(snap)
+        check_snapshot_valid(snap)
         raise
     except OSError as exc:
         raise store.destination_error(exc, path) from exc
     finally:
         os.close(fd)
-    _explain_invalid(snap)  # a snapshot can overflow after its last read too
+    check_snapshot_valid(snap)  # a snapshot can overflow after its last read too
     progress.item_done()
     return DiskResult(
         target=plan.target,
@@ -365,7 +366,8 @@ def run_guest(
                     _stream_disk(disk_plan, snap, staging, settings.level, progress)
                 )
             progress.job_done()
-            store.write_json(staging / store.MANIFEST, manifest(result, conn.hostname, created))
+            document = seal(manifest(result, conn.hostname, created))
+            store.write_json(staging / store.MANIFEST, document)
             result.directory = store.publish(staging)
 
 

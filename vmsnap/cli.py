@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vmsnap import __version__, backup, imagecmd, virt
+from vmsnap import __version__, backup, clone, imagecmd, restore, store, verify, virt
 from vmsnap.console import make_progress, setup_logging
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
@@ -320,6 +320,171 @@ def backup_cmd(
         for result in results:
             _print_result(result, dry_run)
     _done(backup_exit_code(results))
+
+
+# ---------------------------------------------------------------- verify
+
+
+def _verify_json(report: verify.BackupReport) -> dict[str, Any]:
+    return {
+        "directory": str(report.directory),
+        "status": str(report.status),
+        "ok": report.ok,
+        "manifest_ok": report.manifest_ok,
+        "message": report.message,
+        "disks": [
+            {
+                "target": d.target,
+                "image": d.image,
+                "status": str(d.status),
+                "message": d.message,
+                "size": d.size,
+                "sha256": d.sha256,
+            }
+            for d in report.disks
+        ],
+    }
+
+
+def _verify_failures(report: verify.BackupReport) -> list[str]:
+    """One line per failure, for stderr (cron mail)."""
+    if not report.disks:
+        return [] if report.ok else [f"{report.directory}: {report.status}: {report.message}"]
+    return [
+        f"{report.directory}: {d.target} {d.status}: {d.message}" for d in report.disks if not d.ok
+    ]
+
+
+def _print_verify(report: verify.BackupReport) -> None:
+    print(f"{report.directory}: {report.status}  {report.message}")
+    for d in report.disks:
+        print(f"  {d.target:<6} {d.status:<10} {d.image}" + ("" if d.ok else f"  {d.message}"))
+
+
+@app.command("verify", epilog=EXIT_STATUS)
+def verify_cmd(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH", help="A backup folder, a guest's folder or a whole destination."
+        ),
+    ],
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decode every image of the backups at PATH and check it against the manifest.
+
+    Each disk is OK, CORRUPT, MISSING or INCOMPLETE; a .partial folder (an
+    interrupted run) is an INCOMPLETE backup.  Needs neither libvirt nor LVM.
+    """
+    reports = verify.verify_paths(paths, _progress(progress))
+    for line in (line for r in reports for line in _verify_failures(r)):
+        print(f"vmsnap: error: {line}", file=sys.stderr)
+    if as_json:
+        print(json.dumps([_verify_json(r) for r in reports], indent=2))
+    else:
+        for report in reports:
+            _print_verify(report)
+        good = sum(r.ok for r in reports)
+        print(f"{len(reports)} backup(s) verified: {good} OK, {len(reports) - good} failed")
+    _done(verify.exit_code(reports))
+
+
+# ---------------------------------------------------------------- restore
+
+
+@app.command("restore", epilog=EXIT_STATUS)
+def restore_cmd(
+    backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="A backup folder.")],
+    disk: Annotated[
+        list[str] | None,
+        typer.Option("--disk", metavar="TARGET", help="Restore only this disk (repeatable)."),
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", metavar="/dev/VG/LV", help="Onto this existing LV.")
+    ] = None,
+    vg: Annotated[str | None, typer.Option("--vg", help="Onto new LVs in this VG.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Name of the new LV (default: <LV>-restored).")
+    ] = None,
+    thin_pool: Annotated[
+        str | None, typer.Option("--thin-pool", metavar="POOL", help="New LVs are thin, in POOL.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the data on an existing LV.")
+    ] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a backup's images back onto an existing LV or onto new LVs, checked on the way."""
+    if (to is None) == (vg is None):
+        raise UsageError("say where to restore: --to /dev/VG/LV or --vg VG (one of them)")
+    settings = restore.RestoreSettings(
+        backup_dir=backup_dir, disks=tuple(disk or ()), to=to, vg=vg, name=name,
+        thin_pool=thin_pool, force=force,
+    )  # fmt: skip
+    done = restore.restore(settings, _progress(progress))
+    if as_json:
+        print(json.dumps([vars(d) for d in done], indent=2))
+        return
+    for d in done:
+        how = "new LV, sparse" if d.sparse else ("new LV" if d.created else "existing LV")
+        print(
+            f"{d.target}: restored onto {d.path} ({how}), {human_size(d.size)}, sha256 {d.sha256}"
+        )
+
+
+# ---------------------------------------------------------------- clone
+
+
+@app.command("clone", epilog=EXIT_STATUS)
+def clone_cmd(
+    source: Annotated[str, typer.Argument(help="A backup folder, or a template guest's name.")],
+    new_name: Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new guest's name.")],
+    vg: Annotated[
+        str | None, typer.Option("--vg", help="VG for the new LVs (default: the source's).")
+    ] = None,
+    thin_pool: Annotated[
+        str | None, typer.Option("--thin-pool", metavar="POOL", help="New LVs are thin, in POOL.")
+    ] = None,
+    connect: ConnectOpt = None,
+    quiesce: Annotated[
+        QuiesceMode, typer.Option("--quiesce", help="For a live template, as in backup.")
+    ] = QuiesceMode.AUTO,
+    no_define: Annotated[
+        bool, typer.Option("--no-define", help="Write NEW_NAME.xml here and print it instead.")
+    ] = False,
+    start: Annotated[bool, typer.Option("--start", help="Start the new guest.")] = False,
+    progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a new guest from a backup or a template guest: new LVs, name, UUID and MACs."""
+    if no_define and start:
+        raise UsageError("--start needs the guest defined: drop --no-define")
+    settings = clone.CloneSettings(
+        source=source, new_name=new_name, vg=vg, thin_pool=thin_pool, quiesce=quiesce,
+        define=not no_define, start=start,
+    )  # fmt: skip
+    with virt.connection(_uri(connect)) as conn:
+        result = clone.clone(conn, settings, _progress(progress))
+    xml_path = None
+    if no_define:
+        xml_path = Path(f"{store.safe_component(new_name)}.xml")
+        xml_path.write_text(result.xml + "\n")
+    if as_json:
+        doc = {"name": result.name, "uuid": result.uuid, "defined": result.defined,
+               "started": result.started, "xml": str(xml_path) if xml_path else None,
+               "disks": [vars(d) for d in result.disks]}  # fmt: skip
+        print(json.dumps(doc, indent=2))
+        return
+    if no_define:
+        print(result.xml)
+    for d in result.disks:
+        print(f"{d.target}: {d.path}  {human_size(d.size)}  sha256 {d.sha256}")
+    state = (
+        "started" if result.started else ("defined" if result.defined else f"written to {xml_path}")
+    )
+    print(f"{result.name}: {state}, uuid {result.uuid}")
 
 
 # ---------------------------------------------------------------- image

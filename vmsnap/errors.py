@@ -80,6 +80,10 @@ class IntegrityError(VmsnapError):
     exit_code = ExitCode.INTEGRITY
 
 
+class TruncatedError(IntegrityError):
+    """Data that ends too early (an image cut short): incomplete rather than corrupt."""
+
+
 class LockedError(VmsnapError):
     exit_code = ExitCode.LOCKED
 

@@ -9,7 +9,7 @@ a frame boundary.
 
 from __future__ import annotations
 
-from vmsnap.errors import IntegrityError
+from vmsnap.errors import IntegrityError, TruncatedError
 
 ZSTD_MAGIC = 0xFD2FB528
 SKIPPABLE_MASK = 0xFFFFFFF0
@@ -110,6 +110,6 @@ class FrameWalker:
     def finish(self) -> None:
         """Raise unless the stream ended exactly after a complete frame."""
         if self._skip or self._buf or self._state != "magic":
-            raise IntegrityError("image is truncated: it ends inside a zstd frame")
+            raise TruncatedError("image is truncated: it ends inside a zstd frame")
         if self.frames == 0:
-            raise IntegrityError("image is empty: no zstd frame")
+            raise TruncatedError("image is empty: no zstd frame")

@@ -17,7 +17,7 @@ from typing import IO, BinaryIO, Protocol, cast
 
 import zstandard
 
-from vmsnap.errors import IntegrityError
+from vmsnap.errors import IntegrityError, TruncatedError
 from vmsnap.frames import FrameWalker
 
 CHUNK = 4 << 20
@@ -189,9 +189,9 @@ def decompress(
 
 def check(stats: StreamStats, *, expected_size: int | None, expected_sha256: str | None) -> None:
     if expected_size is not None and stats.size != expected_size:
-        raise IntegrityError(
-            f"image decodes to {stats.size} bytes, {expected_size} expected (truncated?)"
-        )
+        short = stats.size < expected_size  # frames missing at the end: cut short
+        error = TruncatedError if short else IntegrityError
+        raise error(f"image decodes to {stats.size} bytes, {expected_size} expected (truncated?)")
     if expected_sha256 is not None and stats.sha256 != expected_sha256:
         raise IntegrityError(f"sha256 mismatch: {stats.sha256} != {expected_sha256}")
 

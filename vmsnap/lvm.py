@@ -15,7 +15,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from vmsnap import runner
-from vmsnap.errors import CommandError, LeftBehindError, LvmError, UsageError
+from vmsnap.errors import (
+    CommandError,
+    LeftBehindError,
+    LvmError,
+    NoSpaceError,
+    NotFoundError,
+    UsageError,
+)
 from vmsnap.models import LogicalVolume, VolumeGroup
 from vmsnap.signals import GATE
 
@@ -233,7 +240,7 @@ def remove_volume(lv: LogicalVolume, *, attempts: int = REMOVE_ATTEMPTS) -> None
         except CommandError as exc:
             if not _is_busy(exc) or attempt == attempts:
                 raise LeftBehindError(
-                    f"could not remove snapshot {lv.vg}/{lv.name}: {exc}",
+                    f"could not remove {lv.vg}/{lv.name}: {exc}",
                     hint=f"remove it with: lvremove {lv.vg}/{lv.name}",
                 ) from exc
             log.info("%s/%s busy, retrying lvremove in %.1f s", lv.vg, lv.name, delay)
@@ -288,3 +295,61 @@ def snapshot(
 def leftover_snapshots(tag: str = TAG) -> list[LogicalVolume]:
     """Snapshots carrying ``tag``: under the run lock, leftovers of a dead run."""
     return [lv for lv in list_volumes(names=(f"@{tag}",)) if lv.origin]
+
+
+def is_open(lv: LogicalVolume) -> bool:
+    """The device is open (a running guest, a mount, a holder): lv_attr's 6th flag."""
+    return len(lv.attr) > 5 and lv.attr[5] == "o"
+
+
+def create_volume_argv(vg: str, name: str, size: int, thin_pool: str | None) -> list[str]:
+    argv = ["lvcreate", "--yes", "--name", name]
+    if thin_pool:
+        return [*argv, "--virtualsize", f"{size}b", "--thin", "--", f"{vg}/{thin_pool}"]
+    return [*argv, "--size", f"{size}b", "--wipesignatures", "y", "--", vg]
+
+
+def check_room(vg: str, sizes: list[int], thin_pool: str | None) -> None:
+    """Refuse, before creating anything, volumes the VG (or pool) has no room for."""
+    if thin_pool:
+        pool = find_volume(vg, thin_pool)
+        if pool is None or pool.segtype != "thin-pool":
+            raise NotFoundError(f"no thin pool {vg}/{thin_pool}")
+        used = (pool.data_percent or 0.0) / 100 * pool.size
+        if used + sum(sizes) > pool.size:
+            log.warning(
+                "thin pool %s/%s has %.0f MiB free for %.0f MiB of volumes: it is "
+                "over-provisioned and must not fill up",
+                vg, thin_pool, (pool.size - used) / 2**20, sum(sizes) / 2**20,
+            )  # fmt: skip
+        return
+    group = volume_group(vg)
+    need = sum(-(-s // group.extent_size) * group.extent_size for s in sizes)
+    if need > group.free:
+        raise NoSpaceError(
+            f"volume group {vg} has {group.free} bytes free, the new volumes need {need}"
+        )
+
+
+@contextmanager
+def new_volume(
+    vg: str, name: str, size: int, thin_pool: str | None = None
+) -> Iterator[LogicalVolume]:
+    """Create an LV; remove it again if the body fails (kept on success)."""
+    if not valid_name(name):
+        raise UsageError(f"{name!r} is not a valid LV name")
+    if find_volume(vg, name) is not None:
+        raise UsageError(f"{vg}/{name} already exists; refusing to overwrite it")
+    runner.run(create_volume_argv(vg, name, size, thin_pool), mutates=True)
+    created = find_volume(vg, name)
+    if created is None:
+        raise LvmError(f"lvcreate reported success but {vg}/{name} is missing")
+    try:
+        yield created
+    except BaseException as exc:
+        try:
+            with GATE.deferred():
+                remove_volume(created)
+        except LeftBehindError as left:
+            exc.add_note(str(left))
+        raise

@@ -111,6 +111,16 @@ class Connection:
             raise LibvirtError(f"listing guests: {_message(exc)}") from exc
         return sorted((Domain(d) for d in found), key=lambda d: d.name)
 
+    def define(self, xml: str) -> Domain:
+        try:
+            return Domain(self._conn.defineXML(xml))
+        except libvirt.libvirtError as exc:
+            raise LibvirtError(f"libvirt refused the new guest's XML: {_message(exc)}") from exc
+
+    def undefine(self, dom: Domain) -> None:
+        """Remove a guest this run defined (stopping it first if it runs)."""
+        dom.remove()
+
     def pool_vg(self, pool: str) -> str | None:
         """The VG behind a libvirt storage pool of type 'logical', else None."""
         try:
@@ -157,6 +167,17 @@ class Domain:
     def hypervisor(self) -> str:
         root = ET.fromstring(self.xml())
         return root.get("type", "unknown")
+
+    def remove(self) -> None:
+        """Stop (if running) and undefine; best effort, for undoing our own define."""
+        with suppress(libvirt.libvirtError):
+            if self._dom.isActive():
+                self._dom.destroy()
+        with suppress(libvirt.libvirtError):
+            self._dom.undefine()
+
+    def start(self) -> None:
+        self._call("starting", self._dom.create)
 
     def suspend(self) -> None:
         self._call("pausing", self._dom.suspend)

@@ -1,0 +1,393 @@
+"""manifest.py: the seal, the strict reader, and finding backup folders under
+a backup, a guest's folder or a whole destination."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from backupkit import STAMP, edit_manifest, make_backup, manifest_doc, read_manifest
+
+from vmsnap import manifest, store
+from vmsnap.errors import ExitCode, IntegrityError, NotFoundError
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture
+def doc() -> dict[str, Any]:
+    disk = {
+        "target": "vda",
+        "volume": "vg0/web01-root",
+        "size": 1024,
+        "sha256": "a" * 64,
+        "image": "vda.img.zst",
+        "compressed_size": 99,
+        "snapshot": {"kind": "thin", "size": None},
+    }
+    return manifest_doc("wéb01", [disk])
+
+
+@pytest.fixture
+def backup(tmp_path: Path) -> Path:
+    return make_backup(tmp_path / "dest")
+
+
+# ---------------------------------------------------------------- seal
+
+
+def test_seal_is_the_sha256_of_the_canonical_json(doc: dict[str, Any]) -> None:
+    sealed = manifest.seal(doc)
+    body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert sealed["seal"] == "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    assert list(sealed)[-1] == "seal"
+    assert {k: v for k, v in sealed.items() if k != "seal"} == doc
+    assert "seal" not in doc  # the input is left alone
+    manifest.check_seal(sealed)
+
+
+def test_seal_ignores_member_order_and_white_space(doc: dict[str, Any]) -> None:
+    sealed = manifest.seal(doc)
+    reordered = json.loads(json.dumps(dict(reversed(list(sealed.items()))), indent=7))
+    manifest.check_seal(reordered)
+    assert manifest.seal(reordered) == sealed
+
+
+def test_seal_replaces_an_old_seal(doc: dict[str, Any]) -> None:
+    sealed = manifest.seal(doc)
+    assert manifest.seal(sealed) == sealed
+    assert manifest.seal({**sealed, "seal": "sha256:" + "0" * 64}) == sealed
+
+
+@pytest.mark.parametrize(
+    ("seal", "match"),
+    [
+        (None, "no seal"),
+        ("sha256:" + "0" * 64, "does not match"),
+        ("sha256:" + "A" * 64, "malformed"),
+        ("md5:" + "0" * 32, "malformed"),
+        ("sha256:abc", "malformed"),
+        (42, "malformed"),
+    ],
+)
+def test_check_seal_rejects(doc: dict[str, Any], seal: object, match: str) -> None:
+    bad = doc if seal is None else {**doc, "seal": seal}
+    with pytest.raises(IntegrityError, match=match):
+        manifest.check_seal(bad)
+
+
+MAN_PAGE = Path(__file__).parents[2] / "man" / "vmsnap-format.5"
+
+
+def hand_check_script() -> str:
+    """The Python code of the seal check that vmsnap-format(5) shows."""
+    text = MAN_PAGE.read_text().replace("\\-", "-")
+    start = text.index("python3 -c '") + len("python3 -c '")
+    return text[start : text.index("' manifest.json", start)]
+
+
+def test_the_man_pages_hand_check_agrees(backup: Path) -> None:
+    script, path = hand_check_script(), str(backup / store.MANIFEST)
+    run = subprocess.run([sys.executable, "-c", script, path], capture_output=True, check=True)
+    assert run.stdout == b"True\n"
+    edit_manifest(backup, lambda d: d["domain"].update(name="evil"))
+    run = subprocess.run([sys.executable, "-c", script, path], capture_output=True, check=True)
+    assert run.stdout == b"False\n"
+
+
+# ---------------------------------------------------------------- load
+
+
+def test_load_a_backup(backup: Path) -> None:
+    found = manifest.load(backup)
+    doc = read_manifest(backup)
+    assert found.directory == backup
+    assert (found.format_version, found.vmsnap_version) == (1, "0.1.0")
+    assert (found.domain_name, found.hypervisor, found.host) == ("web01", "kvm", "kvm1.example.org")
+    assert found.domain_uuid == doc["domain"]["uuid"]
+    assert found.created == "2026-11-27T04:23:19Z"
+    assert found.quiesce == doc["quiesce"]
+    assert found.skipped == (("sda", "cdrom"),)
+    assert [d.target for d in found.disks] == ["vda", "vdb"]
+    vda = found.disks[0]
+    entry = doc["disks"][0]
+    assert vda == manifest.ManifestDisk(
+        target="vda",
+        volume="vg0/vda",
+        size=entry["size"],
+        sha256=entry["sha256"],
+        image="vda.img.zst",
+        compressed_size=(backup / "vda.img.zst").stat().st_size,
+        snapshot_kind="thick",
+        snapshot_size=4 << 20,
+    )
+    assert found.image_path(vda) == backup / "vda.img.zst"
+    assert found.total_size == sum(d["size"] for d in doc["disks"])
+
+
+def test_load_keeps_non_ascii_names(tmp_path: Path) -> None:
+    folder = make_backup(tmp_path, guest="wéb 01/日本", disks={"vda": b"x" * 100})
+    assert "\\u00e9" in (folder / store.MANIFEST).read_text()  # written escaped, as vmsnap does
+    assert manifest.load(folder).domain_name == "wéb 01/日本"
+
+
+def test_missing_manifest_is_not_found(backup: Path) -> None:
+    (backup / store.MANIFEST).unlink()
+    with pytest.raises(NotFoundError, match=r"manifest\.json is missing") as info:
+        manifest.load(backup)
+    assert info.value.exit_code == ExitCode.NOT_FOUND
+
+
+def reject(folder: Path, match: str) -> IntegrityError:
+    with pytest.raises(IntegrityError, match=match) as info:
+        manifest.load(folder)
+    error = info.value
+    assert error.exit_code == ExitCode.INTEGRITY
+    assert "\n" not in str(error)
+    assert str(error).startswith(f"{folder / store.MANIFEST}: ")
+    return error
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (b"", "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"vmsnap-backup"', "not a JSON object"),
+        (b"[" * 100_000, "nested too deeply|not valid JSON"),
+        (b'{"format": "vmsnap-backup", "format": "x"}', "'format' appears twice"),
+        (b'{"format": "vmsnap-backup", "format_version": NaN}', "NaN is not a JSON number"),
+    ],
+)
+def test_load_rejects_what_is_not_a_manifest(backup: Path, text: bytes, match: str) -> None:
+    (backup / store.MANIFEST).write_bytes(text)
+    reject(backup, match)
+
+
+def test_load_refuses_a_huge_file(backup: Path) -> None:
+    with (backup / store.MANIFEST).open("r+b") as f:
+        f.truncate(manifest.MAX_BYTES + 1)
+    reject(backup, "larger than")
+
+
+def set_(key: str, value: object) -> Edit:
+    return lambda d: d.update({key: value})
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        pytest.param(set_("format", "borg"), "format is 'borg', not 'vmsnap-backup'", id="format"),
+        pytest.param(lambda d: d.pop("format"), "format is None", id="no-format"),
+        pytest.param(set_("format_version", 2), "format_version 2 is not one", id="version-2"),
+        pytest.param(set_("format_version", 0), "format_version 0", id="version-0"),
+        pytest.param(set_("format_version", "1"), "format_version '1'", id="version-str"),
+        pytest.param(set_("format_version", True), "format_version True", id="version-bool"),
+        pytest.param(set_("format_version", 1.0), "format_version 1.0", id="version-float"),
+        pytest.param(lambda d: d.pop("format_version"), "format_version None", id="no-version"),
+    ],
+)
+def test_load_rejects_an_unknown_format(backup: Path, edit: Edit, match: str) -> None:
+    edit_manifest(backup, edit, reseal=True)
+    reject(backup, match)
+
+
+def test_a_newer_version_gets_a_hint(backup: Path) -> None:
+    edit_manifest(backup, set_("format_version", 2), reseal=True)
+    assert reject(backup, "format_version").hint == "written by a newer vmsnap?"
+
+
+def disk0(key: str, value: object) -> Edit:
+    return lambda d: d["disks"][0].update({key: value})
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda d: d["domain"].update(name="db01"), id="domain-name"),
+        pytest.param(disk0("sha256", "0" * 64), id="sha256"),
+        pytest.param(disk0("size", 1), id="size"),
+        pytest.param(disk0("image", "vdb.img.zst"), id="image"),
+        pytest.param(lambda d: d["disks"].pop(), id="a-disk-removed"),
+        pytest.param(lambda d: d["quiesce"].update(window_seconds=0.0), id="window"),
+        pytest.param(set_("extra", 1), id="member-added"),
+    ],
+)
+def test_an_edited_manifest_breaks_its_seal(backup: Path, edit: Edit) -> None:
+    edit_manifest(backup, edit)
+    reject(backup, "seal does not match the contents")
+
+
+def test_a_manifest_without_seal_is_rejected(backup: Path) -> None:
+    edit_manifest(backup, lambda d: d.pop("seal"))
+    reject(backup, "no seal")
+
+
+def test_text_that_is_not_unicode_breaks_the_seal(backup: Path) -> None:
+    text = (backup / store.MANIFEST).read_text().replace('"web01"', '"\\ud800"')
+    (backup / store.MANIFEST).write_text(text)
+    reject(backup, "not valid Unicode")
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        pytest.param(lambda d: d.pop("host"), "^[^:]*: host is missing", id="host-missing"),
+        pytest.param(set_("host", None), "host must be a string, not None", id="host-null"),
+        pytest.param(lambda d: d["domain"].pop("uuid"), "domain.uuid is missing", id="uuid"),
+        pytest.param(set_("domain", "web01"), "domain must be an object", id="domain-str"),
+        pytest.param(set_("created", "yesterday"), "created 'yesterday' is not a time", id="time"),
+        pytest.param(set_("quiesce", []), "quiesce must be an object", id="quiesce"),
+        pytest.param(
+            lambda d: d["quiesce"].update(window_seconds="0.4"),
+            "quiesce.window_seconds must be a number",
+            id="window-str",
+        ),
+        pytest.param(
+            lambda d: d["quiesce"].update(frozen_filesystems=-1),
+            "quiesce.frozen_filesystems must not be negative",
+            id="frozen-negative",
+        ),
+        pytest.param(set_("disks", {}), "disks must be an array", id="disks-object"),
+        pytest.param(set_("disks", []), "lists no disks", id="no-disks"),
+        pytest.param(set_("disks", [1]), r"disks\[0\] must be an object", id="disk-int"),
+        pytest.param(
+            lambda d: d["disks"][1].pop("size"), r"disks\[1\].size is missing", id="size-missing"
+        ),
+        pytest.param(disk0("size", "1024"), r"disks\[0\].size must be an integer", id="size-str"),
+        pytest.param(disk0("size", True), "must be an integer, not True", id="size-bool"),
+        pytest.param(disk0("size", 1.5), "must be an integer, not 1.5", id="size-float"),
+        pytest.param(disk0("size", -1), "must not be negative", id="size-negative"),
+        pytest.param(disk0("compressed_size", None), "compressed_size must be", id="csize-null"),
+        pytest.param(disk0("sha256", "A" * 64), "64 lower-case hex", id="sha-upper"),
+        pytest.param(disk0("sha256", "a" * 63), "64 lower-case hex", id="sha-short"),
+        pytest.param(
+            disk0("snapshot", {"kind": "qcow2", "size": None}),
+            r"disks\[0\].snapshot.kind 'qcow2' is not thick or thin",
+            id="kind",
+        ),
+        pytest.param(
+            disk0("snapshot", {"kind": "thin", "size": "4G"}),
+            r"disks\[0\].snapshot.size must be an integer or null",
+            id="snapshot-size",
+        ),
+        pytest.param(disk0("target", "vdb"), "same target 'vdb'", id="same-target"),
+        pytest.param(disk0("image", "vdb.img.zst"), "same image 'vdb.img.zst'", id="same-image"),
+        pytest.param(set_("skipped", [{"target": "sda"}]), r"skipped\[0\].reason", id="skipped"),
+    ],
+)
+def test_load_rejects_missing_or_ill_typed_fields(backup: Path, edit: Edit, match: str) -> None:
+    edit_manifest(backup, edit, reseal=True)
+    reject(backup, match)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../x", "..", ".", "", "/etc/passwd", "a/b", "sub/", ".hidden", "a\0b", "manifest.json"],
+)
+def test_load_rejects_an_image_outside_the_folder(backup: Path, name: str) -> None:
+    edit_manifest(backup, disk0("image", name), reseal=True)
+    reject(backup, "image name")
+
+
+def test_load_accepts_unknown_members_under_the_seal(backup: Path) -> None:
+    edit_manifest(backup, set_("comment", "added by a later writer"), reseal=True)
+    assert manifest.load(backup).domain_name == "web01"
+
+
+def test_an_unreadable_manifest_is_rejected(backup: Path) -> None:
+    (backup / store.MANIFEST).unlink()
+    (backup / store.MANIFEST).mkdir()
+    reject(backup, "cannot read it: Is a directory")
+
+
+def test_load_does_not_mutate_what_it_returns(backup: Path) -> None:
+    found = manifest.load(backup)
+    quiesce = copy.deepcopy(found.quiesce)
+    assert manifest.load(backup).quiesce == quiesce
+
+
+# ---------------------------------------------------------------- finding backups
+
+
+def partial(guest_folder: Path, stamp: str = "20261128T000000Z") -> Path:
+    folder = guest_folder / f"{stamp}{store.PARTIAL_SUFFIX}"
+    folder.mkdir(parents=True)
+    (folder / "vda.img.zst").write_bytes(b"half")
+    return folder
+
+
+@pytest.fixture
+def dest(tmp_path: Path) -> Path:
+    """Two guests, three backups, one interrupted run, and clutter."""
+    dest = tmp_path / "dest"
+    make_backup(dest, "web01", "20261127T042319Z", {"vda": b"a"})
+    make_backup(dest, "web01", "20261126T042319Z", {"vda": b"b"})
+    make_backup(dest, "db01", "20261127T042319Z-2", {"vda": b"c"})
+    partial(dest / "db01")
+    (dest / "lost+found").mkdir()
+    (dest / "notes.txt").write_text("not a backup")
+    (dest / "web01" / "README").write_text("not a backup")
+    return dest
+
+
+def test_find_backups_in_a_backup_folder(dest: Path) -> None:
+    folder = dest / "web01" / STAMP
+    assert manifest.find_backups(folder) == [folder]
+    assert manifest.find_partials(folder) == []
+
+
+def test_find_backups_in_a_guest_folder(dest: Path) -> None:
+    guest = dest / "web01"
+    assert manifest.find_backups(guest) == [guest / "20261126T042319Z", guest / STAMP]
+    assert manifest.find_partials(guest) == []
+    db = dest / "db01"
+    assert manifest.find_backups(db) == [db / "20261127T042319Z-2"]
+    assert manifest.find_partials(db) == [db / "20261128T000000Z.partial"]
+
+
+def test_find_backups_in_a_destination(dest: Path) -> None:
+    assert manifest.find_backups(dest) == [
+        dest / "db01" / "20261127T042319Z-2",
+        dest / "web01" / "20261126T042319Z",
+        dest / "web01" / STAMP,
+    ]
+    assert manifest.find_partials(dest) == [dest / "db01" / "20261128T000000Z.partial"]
+
+
+def test_a_partial_folder_is_never_a_backup(dest: Path) -> None:
+    folder = dest / "db01" / "20261128T000000Z.partial"
+    (folder / store.MANIFEST).write_text("{}")  # even with a manifest
+    assert manifest.find_backups(folder) == []
+    assert manifest.find_partials(folder) == [folder]
+    assert folder not in manifest.find_backups(dest)
+
+
+def test_a_backup_whose_manifest_was_lost_is_still_found(dest: Path) -> None:
+    folder = dest / "web01" / STAMP
+    (folder / store.MANIFEST).unlink()
+    assert folder in manifest.find_backups(dest)
+    assert manifest.find_backups(folder) == [folder]
+
+
+def test_an_empty_folder_holds_no_backups(tmp_path: Path) -> None:
+    assert manifest.find_backups(tmp_path) == []
+    assert manifest.find_partials(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["nowhere", "notes.txt"])
+def test_find_backups_of_a_path_that_is_not_a_folder(dest: Path, name: str) -> None:
+    with pytest.raises(NotFoundError) as info:
+        manifest.find_backups(dest / name)
+    assert info.value.exit_code == ExitCode.NOT_FOUND
+    with pytest.raises(NotFoundError):
+        manifest.find_partials(dest / name)

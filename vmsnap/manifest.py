@@ -1,0 +1,355 @@
+"""The backup manifest (``manifest.json``): its seal, a strict reader, and where
+backups are found.  The format is specified in vmsnap-format(5).
+
+The seal is the sha256 of the manifest's canonical JSON: it catches a manifest
+that was edited or damaged after it was written.  It is a checksum, not a
+signature: whoever can write the folder can recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+
+from vmsnap.errors import IntegrityError, NotFoundError
+from vmsnap.store import DOMAIN_XML, MANIFEST, PARTIAL_SUFFIX
+
+FORMAT = "vmsnap-backup"
+KNOWN_VERSIONS = (1,)
+SEAL_KEY = "seal"
+SEAL_PREFIX = "sha256:"
+SNAPSHOT_KINDS = ("thick", "thin")
+MAX_BYTES = 16 << 20  # far above any real manifest; refuses to slurp a huge file
+CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_STAMP = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
+
+
+@dataclass(frozen=True)
+class ManifestDisk:
+    target: str
+    volume: str
+    size: int  # raw bytes: exactly what the image decodes to
+    sha256: str  # of those bytes
+    image: str  # a plain file name inside the backup folder
+    compressed_size: int  # of the image file
+    snapshot_kind: str  # thick or thin
+    snapshot_size: int | None  # COW space; None for a thin snapshot
+
+
+@dataclass(frozen=True)
+class Manifest:
+    directory: Path
+    format_version: int
+    vmsnap_version: str
+    host: str
+    domain_name: str
+    domain_uuid: str
+    hypervisor: str
+    created: str
+    quiesce: dict[str, Any]
+    disks: tuple[ManifestDisk, ...]
+    skipped: tuple[tuple[str, str], ...]  # (target, reason)
+
+    def image_path(self, disk: ManifestDisk) -> Path:
+        return self.directory / disk.image
+
+    @property
+    def total_size(self) -> int:
+        return sum(d.size for d in self.disks)
+
+
+# ---------------------------------------------------------------- seal
+
+
+def canonical(doc: Mapping[str, Any]) -> bytes:
+    """The bytes the seal covers: the document without its seal, keys sorted,
+    no white space, non-ASCII characters as UTF-8."""
+    body = {k: v for k, v in doc.items() if k != SEAL_KEY}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _digest(doc: Mapping[str, Any]) -> str:
+    return SEAL_PREFIX + hashlib.sha256(canonical(doc)).hexdigest()
+
+
+def seal(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """``doc`` with a fresh ``seal`` member last (any old seal is replaced)."""
+    body = {k: v for k, v in doc.items() if k != SEAL_KEY}
+    return {**body, SEAL_KEY: _digest(body)}
+
+
+def check_seal(doc: Mapping[str, Any]) -> None:
+    """Raise unless ``doc`` carries a seal that matches its contents."""
+    found = doc.get(SEAL_KEY)
+    if found is None:
+        raise IntegrityError("no seal: it was edited, or not written by vmsnap")
+    if not isinstance(found, str) or not _is_seal(found):
+        raise IntegrityError(f"seal {found!r} is malformed")
+    try:
+        wanted = _digest(doc)
+    except UnicodeEncodeError:
+        raise IntegrityError("text that is not valid Unicode (a lone surrogate)") from None
+    if found != wanted:
+        raise IntegrityError("seal does not match the contents: edited or damaged since the backup")
+
+
+def _is_seal(text: str) -> bool:
+    return text.startswith(SEAL_PREFIX) and bool(_SHA256.fullmatch(text[len(SEAL_PREFIX) :]))
+
+
+# ---------------------------------------------------------------- reading
+
+
+def load(backup_dir: Path) -> Manifest:
+    """Read and check ``backup_dir/manifest.json``: format, version, seal, fields."""
+    path = backup_dir / MANIFEST
+    try:
+        doc = _decode(_read(path))
+        _check_format(doc)
+        check_seal(doc)
+        return _parse(doc, backup_dir)
+    except IntegrityError as exc:  # every message names the file once
+        raise IntegrityError(f"{path}: {exc.message}", hint=exc.hint) from exc
+
+
+def _read(path: Path) -> bytes:
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} is missing: not a backup, or its manifest was lost") from None
+    except OSError as exc:
+        raise IntegrityError(f"cannot read it: {exc.strerror}") from exc
+    if len(data) > MAX_BYTES:
+        raise IntegrityError(f"larger than {MAX_BYTES} bytes: not a manifest")
+    return data
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A repeated key would let an edit hide behind a value the seal covered."""
+    repeated = sorted(k for k, n in Counter(k for k, _v in pairs).items() if n > 1)
+    if repeated:
+        raise IntegrityError(f"key {repeated[0]!r} appears twice in one object")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise IntegrityError(f"{name} is not a JSON number")
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(
+            data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
+        )
+    except UnicodeDecodeError:
+        raise IntegrityError("not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise IntegrityError(f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise IntegrityError("not a manifest: JSON nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise IntegrityError("not a JSON object")
+    return doc
+
+
+def _check_format(doc: Mapping[str, Any]) -> None:
+    """Reject what this reader does not understand, before trusting anything else."""
+    if doc.get("format") != FORMAT:
+        raise IntegrityError(f"format is {doc.get('format')!r}, not {FORMAT!r}")
+    version = doc.get("format_version")
+    if type(version) is not int or version not in KNOWN_VERSIONS:
+        newer = type(version) is int and version > max(KNOWN_VERSIONS)
+        raise IntegrityError(
+            f"format_version {version!r} is not one this vmsnap reads "
+            f"({', '.join(map(str, KNOWN_VERSIONS))})",
+            hint="written by a newer vmsnap?" if newer else None,
+        )
+
+
+class _Object:
+    """Typed access to one JSON object's members; errors name the member."""
+
+    def __init__(self, value: object, where: str) -> None:
+        if not isinstance(value, dict):
+            raise IntegrityError(f"{where} must be an object")
+        self.raw: dict[str, Any] = value
+        self.where = where
+
+    def name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def _get(self, key: str, kinds: tuple[type, ...], what: str) -> Any:
+        if key not in self.raw:
+            raise IntegrityError(f"{self.name(key)} is missing")
+        value = self.raw[key]
+        a_bool = isinstance(value, bool) and bool not in kinds  # JSON true is no integer
+        if a_bool or not isinstance(value, kinds):
+            raise IntegrityError(f"{self.name(key)} must be {what}, not {value!r}")
+        return value
+
+    def text(self, key: str) -> str:
+        value: str = self._get(key, (str,), "a string")
+        return value
+
+    def count(self, key: str) -> int:
+        value: int = self._get(key, (int,), "an integer")
+        if value < 0:
+            raise IntegrityError(f"{self.name(key)} must not be negative, not {value}")
+        return value
+
+    def count_or_null(self, key: str) -> int | None:
+        if self._get(key, (int, type(None)), "an integer or null") is None:
+            return None
+        return self.count(key)
+
+    def number(self, key: str) -> float:
+        value: float = self._get(key, (int, float), "a number")
+        return value
+
+    def obj(self, key: str) -> _Object:
+        return _Object(self._get(key, (dict,), "an object"), self.name(key))
+
+    def objects(self, key: str) -> list[_Object]:
+        items: list[object] = self._get(key, (list,), "an array")
+        return [_Object(item, f"{self.name(key)}[{i}]") for i, item in enumerate(items)]
+
+
+def _parse(doc: dict[str, Any], directory: Path) -> Manifest:
+    top = _Object(doc, "")
+    domain = top.obj("domain")
+    disks = tuple(_disk(d) for d in top.objects("disks"))
+    _check_disks(disks)
+    return Manifest(
+        directory=directory,
+        format_version=top.count("format_version"),
+        vmsnap_version=top.text("vmsnap_version"),
+        host=top.text("host"),
+        domain_name=domain.text("name"),
+        domain_uuid=domain.text("uuid"),
+        hypervisor=domain.text("hypervisor"),
+        created=_created(top),
+        quiesce=_quiesce(top.obj("quiesce")),
+        disks=disks,
+        skipped=tuple((s.text("target"), s.text("reason")) for s in top.objects("skipped")),
+    )
+
+
+def _created(top: _Object) -> str:
+    text = top.text("created")
+    try:
+        time.strptime(text, CREATED_FORMAT)
+    except ValueError:
+        raise IntegrityError(f"created {text!r} is not a time like 2026-11-27T04:23:19Z") from None
+    return text
+
+
+def _quiesce(q: _Object) -> dict[str, Any]:
+    for key in ("requested", "mode", "state_before", "note"):
+        q.text(key)
+    q.number("window_seconds")
+    q.count_or_null("frozen_filesystems")
+    return q.raw
+
+
+def _disk(d: _Object) -> ManifestDisk:
+    snapshot = d.obj("snapshot")
+    disk = ManifestDisk(
+        target=d.text("target"),
+        volume=d.text("volume"),
+        size=d.count("size"),
+        sha256=d.text("sha256"),
+        image=d.text("image"),
+        compressed_size=d.count("compressed_size"),
+        snapshot_kind=snapshot.text("kind"),
+        snapshot_size=snapshot.count_or_null("size"),
+    )
+    if not _SHA256.fullmatch(disk.sha256):
+        raise IntegrityError(f"{d.name('sha256')} must be 64 lower-case hex digits")
+    if disk.snapshot_kind not in SNAPSHOT_KINDS:
+        raise IntegrityError(
+            f"{d.name('snapshot.kind')} {disk.snapshot_kind!r} is not thick or thin"
+        )
+    _check_image_name(disk.image)
+    return disk
+
+
+def _check_image_name(name: str) -> None:
+    """An image must be a plain file name inside the backup folder."""
+    if not name or "/" in name or "\0" in name or name.startswith("."):
+        raise IntegrityError(f"image name {name!r} is not a plain file name inside the folder")
+    if name in (MANIFEST, DOMAIN_XML):
+        raise IntegrityError(f"image name {name!r} is the name of another file of the backup")
+
+
+def _check_disks(disks: tuple[ManifestDisk, ...]) -> None:
+    if not disks:
+        raise IntegrityError("the manifest lists no disks")
+    _unique("target", [d.target for d in disks])
+    _unique("image", [d.image for d in disks])
+
+
+def _unique(what: str, values: list[str]) -> None:
+    repeated = sorted(v for v, n in Counter(values).items() if n > 1)
+    if repeated:
+        raise IntegrityError(f"two disks have the same {what} {repeated[0]!r}")
+
+
+# ---------------------------------------------------------------- finding backups
+
+_Kind = Literal["backup", "partial"] | None
+
+
+def find_backups(path: Path) -> list[Path]:
+    """The published backup folders at ``path``: a backup folder, a guest's
+    folder, or a whole destination.  Sorted; never a ``.partial`` folder."""
+    return _scan(path)[0]
+
+
+def find_partials(path: Path) -> list[Path]:
+    """The unpublished ``.partial`` folders (interrupted runs) at ``path``."""
+    return _scan(path)[1]
+
+
+def _scan(path: Path) -> tuple[list[Path], list[Path]]:
+    if not path.exists():
+        raise NotFoundError(f"{path}: no such file or folder")
+    if not path.is_dir():
+        raise NotFoundError(f"{path} is not a folder: give a backup, a guest's folder or a dest")
+    kind = _kind(path)
+    if kind is not None:
+        return ([path], []) if kind == "backup" else ([], [path])
+    found: dict[str, list[Path]] = {"backup": [], "partial": []}
+    for child in _subfolders(path):
+        # a destination's children are guest folders: look one level further
+        for folder in [child] if _kind(child) else _subfolders(child):
+            if kind := _kind(folder):
+                found[kind].append(folder)
+    return sorted(found["backup"]), sorted(found["partial"])
+
+
+def _kind(folder: Path) -> _Kind:
+    """A backup holds a manifest, or (if the manifest was lost) is named like one
+    and holds only files; a ``.partial`` folder is never a backup."""
+    if folder.name.endswith(PARTIAL_SUFFIX):
+        return "partial"
+    if (folder / MANIFEST).exists():
+        return "backup"
+    if _STAMP.fullmatch(folder.name) and not _subfolders(folder):
+        return "backup"
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise NotFoundError(f"cannot list {folder}: {exc.strerror}") from exc

@@ -1,0 +1,194 @@
+"""Restore: write a backup's images back onto LVs, checked on the way.
+
+Onto an existing LV (``--to``), or onto new LVs (``--vg``) that are removed again
+if the restore fails.  Zero regions are skipped only where the target is known
+to read zeros (a new thin LV); everywhere else every byte is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from vmsnap import image, lvm, manifest
+from vmsnap.discover import Inventory
+from vmsnap.errors import DestinationError, NotFoundError, UsageError
+from vmsnap.manifest import Manifest, ManifestDisk
+from vmsnap.models import LogicalVolume, human_size
+from vmsnap.progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RestoreSettings:
+    backup_dir: Path
+    disks: tuple[str, ...] = ()  # targets; empty means all
+    to: str | None = None  # an existing LV
+    vg: str | None = None  # or new LVs in this VG
+    name: str | None = None
+    thin_pool: str | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RestoredDisk:
+    target: str
+    volume: str
+    path: str
+    size: int
+    sha256: str
+    created: bool
+    sparse: bool
+
+
+class DeviceSink:
+    """A block device as an ``image.Sink``: seeking skips zero regions; its size
+    is fixed, so truncate() only checks that nothing was written past the end."""
+
+    def __init__(self, fd: int, capacity: int) -> None:
+        self.fd, self.capacity, self.position = fd, capacity, 0
+
+    def write(self, data: bytes) -> int:
+        if self.position + len(data) > self.capacity:
+            raise DestinationError("the image is larger than the target volume")
+        view = memoryview(data)
+        while view:
+            done = os.pwrite(self.fd, view, self.position)
+            self.position += done
+            view = view[done:]
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.position = offset if whence == os.SEEK_SET else self.position + offset
+        return self.position
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.position if size is None else size
+
+
+@contextmanager
+def open_device(path: str) -> Iterator[tuple[int, int]]:
+    """Open a block device for writing, exclusively: one that is mounted or held
+    (device-mapper, another exclusive opener) is refused."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DestinationError(f"cannot open {path} for writing: {exc.strerror}") from exc
+    try:
+        yield fd, os.lseek(fd, 0, os.SEEK_END)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_image(
+    disk: ManifestDisk, directory: Path, target: LogicalVolume, *, sparse: bool, progress: Progress
+) -> image.StreamStats:
+    """Decode one image onto ``target``, checking length and sha256 on the way."""
+    progress.item(f"{disk.target} -> {target.full_name}", disk.size)
+    try:
+        src = open(directory / disk.image, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"image {directory / disk.image} is missing") from exc
+    with src, open_device(target.path) as (fd, capacity):
+        stats = image.decompress(
+            src,
+            DeviceSink(fd, capacity),
+            expected_size=disk.size,
+            expected_sha256=disk.sha256,
+            sparse=sparse,
+            progress=progress.advance,
+        )
+    progress.item_done()
+    return stats
+
+
+def _select(m: Manifest, targets: tuple[str, ...]) -> list[ManifestDisk]:
+    known = {d.target: d for d in m.disks}
+    missing = [t for t in targets if t not in known]
+    if missing:
+        raise NotFoundError(f"backup {m.directory} has no disk {', '.join(missing)}")
+    return [known[t] for t in targets] if targets else list(m.disks)
+
+
+def _existing_target(path: str, disk: ManifestDisk, force: bool) -> LogicalVolume:
+    """Checks on an existing LV: big enough, not in use, and --force to overwrite."""
+    lv = Inventory.load().for_path(path)
+    if lv is None:
+        raise NotFoundError(f"{path} is not an LV")
+    if lv.size < disk.size:
+        raise DestinationError(
+            f"{lv.full_name} holds {human_size(lv.size)}, the image {human_size(disk.size)}"
+        )
+    if lvm.is_open(lv):
+        raise DestinationError(f"{lv.full_name} is in use (a running guest, a mount)")
+    if not force:
+        raise DestinationError(
+            f"restoring would overwrite the data on {lv.full_name}", hint="pass --force"
+        )
+    if lv.size > disk.size:
+        log.warning(
+            "%s is %s larger than the image: its last bytes keep their old contents",
+            lv.full_name, human_size(lv.size - disk.size),
+        )  # fmt: skip
+    return lv
+
+
+def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
+    if settings.name and count == 1:
+        return settings.name
+    if settings.name:
+        return f"{settings.name}-{disk.target}"
+    origin = disk.volume.split("/", 1)[-1]
+    return f"{origin}-restored"
+
+
+def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]:
+    m = manifest.load(settings.backup_dir)
+    disks = _select(m, settings.disks)
+    if settings.to is not None:
+        if len(disks) != 1:
+            raise UsageError("--to takes one disk: choose it with --disk TARGET")
+        return [_restore_onto(m, disks[0], settings, progress)]
+    if settings.vg is None:
+        raise UsageError("say where to restore: --to /dev/VG/LV or --vg VG")
+    return _restore_new(m, disks, settings, progress)
+
+
+def _restore_onto(
+    m: Manifest, disk: ManifestDisk, settings: RestoreSettings, progress: Progress
+) -> RestoredDisk:
+    assert settings.to is not None
+    lv = _existing_target(settings.to, disk, settings.force)
+    stats = write_image(disk, m.directory, lv, sparse=False, progress=progress)
+    return RestoredDisk(disk.target, lv.full_name, lv.path, stats.size, stats.sha256, False, False)
+
+
+def _restore_new(
+    m: Manifest, disks: list[ManifestDisk], settings: RestoreSettings, progress: Progress
+) -> list[RestoredDisk]:
+    vg = settings.vg
+    assert vg is not None
+    names = [new_name(settings, d, len(disks)) for d in disks]
+    for name in names:
+        if lvm.find_volume(vg, name) is not None:
+            raise DestinationError(f"{vg}/{name} already exists; refusing to overwrite it")
+    lvm.check_room(vg, [d.size for d in disks], settings.thin_pool)
+    done: list[RestoredDisk] = []
+    with ExitStack() as created:  # every new LV is removed if any disk fails
+        for disk, name in zip(disks, names, strict=True):
+            lv = created.enter_context(lvm.new_volume(vg, name, disk.size, settings.thin_pool))
+            sparse = lv.is_thin  # a new thin LV reads zeros; a new thick one may not
+            stats = write_image(disk, m.directory, lv, sparse=sparse, progress=progress)
+            done.append(
+                RestoredDisk(
+                    disk.target, lv.full_name, lv.path, stats.size, stats.sha256, True, sparse
+                )
+            )
+        created.pop_all()
+    return done
