@@ -10,7 +10,7 @@ packages=(
   libvirt-dev libvirt-clients pkg-config gcc python3-dev  # libvirt-python builds from source
   libvirt-daemon libvirt-daemon-driver-qemu qemu-guest-agent
   qemu-system-x86 linux-image-amd64 busybox-static       # the lab: a real kernel under TCG
-  mandoc                                                  # man page lint
+  mandoc libxml2-utils                                    # man page lint; virt-xml-validate
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -451,6 +451,10 @@ def clone_cmd(
     quiesce: Annotated[
         QuiesceMode, typer.Option("--quiesce", help="For a live template, as in backup.")
     ] = QuiesceMode.AUTO,
+    snapshot_size: Annotated[
+        str | None,
+        typer.Option("--snapshot-size", metavar="SIZE|PCT%", help="As in backup."),
+    ] = None,
     no_define: Annotated[
         bool, typer.Option("--no-define", help="Write NEW_NAME.xml here and print it instead.")
     ] = False,
@@ -461,16 +465,18 @@ def clone_cmd(
     """Make a new guest from a backup or a template guest: new LVs, name, UUID and MACs."""
     if no_define and start:
         raise UsageError("--start needs the guest defined: drop --no-define")
+    xml_path = Path(f"{store.safe_component(new_name)}.xml") if no_define else None
+    if xml_path is not None and (xml_path.exists() or xml_path.is_symlink()):
+        raise UsageError(f"{xml_path} exists; refusing to overwrite it")
     settings = clone.CloneSettings(
         source=source, new_name=new_name, vg=vg, thin_pool=thin_pool, quiesce=quiesce,
+        snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
         define=not no_define, start=start,
     )  # fmt: skip
     with virt.connection(_uri(connect)) as conn:
         result = clone.clone(conn, settings, _progress(progress))
-    xml_path = None
-    if no_define:
-        xml_path = Path(f"{store.safe_component(new_name)}.xml")
-        xml_path.write_text(result.xml + "\n")
+    if xml_path is not None:
+        store.write_file(xml_path, (result.xml + "\n").encode())  # 0600: it may hold secrets
     if as_json:
         doc = {"name": result.name, "uuid": result.uuid, "defined": result.defined,
                "started": result.started, "xml": str(xml_path) if xml_path else None,

@@ -18,7 +18,8 @@ from pathlib import Path
 from vmsnap import backup, clonexml, image, lvm, manifest, restore, store
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
-from vmsnap.models import LogicalVolume
+from vmsnap.lock import run_lock
+from vmsnap.models import LogicalVolume, SizeSpec
 from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode, quiesced
 from vmsnap.virt import Connection
@@ -33,6 +34,7 @@ class CloneSettings:
     vg: str | None = None
     thin_pool: str | None = None
     quiesce: QuiesceMode = QuiesceMode.AUTO
+    snapshot_size: SizeSpec | None = None
     define: bool = True
     start: bool = False
 
@@ -100,14 +102,17 @@ def copy_volume(
     done = 0
     with open(src_path, "rb", buffering=0) as src, restore.open_device(dst.path) as (fd, cap):
         sink = restore.DeviceSink(fd, cap)
-        while done < size and (chunk := image.read_full(src, min(image.CHUNK, size - done))):
-            digest.update(chunk)
-            if sparse and chunk.count(0) == len(chunk):
-                sink.seek(len(chunk), 1)
-            else:
-                sink.write(chunk)
-            done += len(chunk)
-            progress.advance(len(chunk))
+        try:
+            while done < size and (chunk := image.read_full(src, min(image.CHUNK, size - done))):
+                digest.update(chunk)
+                if sparse and chunk.count(0) == len(chunk):
+                    sink.seek(len(chunk), 1)
+                else:
+                    sink.write(chunk)
+                done += len(chunk)
+                progress.advance(len(chunk))
+        except OSError as exc:
+            raise restore.io_error(exc, source=src_path, target=dst) from exc
     return restore.RestoredDisk("", dst.full_name, dst.path, done, digest.hexdigest(), True, sparse)
 
 
@@ -125,23 +130,32 @@ def _defined(conn: Connection, xml: str, settings: CloneSettings) -> Iterator[Cl
             dom.start()
             result.started = True
         yield result
+    except GeneratorExit:  # ExitStack.pop_all() kept it: the guest stays
+        raise
     except BaseException:
         conn.undefine(dom)
         raise
 
 
 def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> CloneResult:
+    """Under the run lock: a clone's snapshots must not look like a dead run's
+    leftovers to a backup starting meanwhile."""
+    conn.require_local()
     source = Path(settings.source)
-    if (source / store.MANIFEST).exists():
-        return _from_backup(conn, source, settings, progress)
-    return _from_guest(conn, settings, progress)
+    with run_lock():
+        if (source / store.MANIFEST).exists():
+            return _from_backup(conn, source, settings, progress)
+        return _from_guest(conn, settings, progress)
 
 
 def _from_backup(
     conn: Connection, folder: Path, settings: CloneSettings, progress: Progress
 ) -> CloneResult:
     m = manifest.load(folder)
-    xml = (folder / store.DOMAIN_XML).read_text()
+    try:
+        xml = (folder / store.DOMAIN_XML).read_text()
+    except OSError as exc:
+        raise NotFoundError(f"cannot read {folder / store.DOMAIN_XML}: {exc.strerror}") from exc
     disks = [
         _new_disk(settings, d.target, d.size, None, d.volume.split("/", 1)[0]) for d in m.disks
     ]
@@ -171,15 +185,16 @@ def _from_backup(
 def _from_guest(conn: Connection, settings: CloneSettings, progress: Progress) -> CloneResult:
     dom = conn.domain(settings.source)
     guest = describe(dom, Inventory.load(), conn)
-    plan = backup.plan_guest(
-        guest, backup.BackupSettings(dest=Path("."), quiesce=settings.quiesce), backup.new_run_id()
+    snapshot_settings = backup.BackupSettings(
+        dest=Path("."), quiesce=settings.quiesce, snapshot_size=settings.snapshot_size
     )
+    plan = backup.plan_guest(guest, snapshot_settings, backup.new_run_id())
     disks = [
         _new_disk(settings, d.target, d.volume.size, d.volume, d.volume.vg) for d in plan.disks
     ]
     _check_new(conn, settings, disks)
     new_xml = clonexml.clone_xml(
-        dom.definition(), name=settings.new_name, disk_paths={d.target: d.path for d in disks}
+        dom.xml(), name=settings.new_name, disk_paths={d.target: d.path for d in disks}
     )
     tags = (lvm.TAG, f"{lvm.TAG}-clone")
     with ExitStack() as created:

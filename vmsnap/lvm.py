@@ -346,6 +346,8 @@ def new_volume(
         raise LvmError(f"lvcreate reported success but {vg}/{name} is missing")
     try:
         yield created
+    except GeneratorExit:  # ExitStack.pop_all() kept it: the caller owns it now
+        raise
     except BaseException as exc:
         try:
             with GATE.deferred():

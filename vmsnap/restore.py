@@ -71,6 +71,12 @@ class DeviceSink:
         return self.position if size is None else size
 
 
+def io_error(exc: OSError, *, source: str, target: LogicalVolume) -> DestinationError:
+    """A read or write error while filling ``target``: a full thin pool, EIO."""
+    where = source if exc.filename == source else target.full_name
+    return DestinationError(f"I/O error on {where}: {exc.strerror or exc}")
+
+
 @contextmanager
 def open_device(path: str) -> Iterator[tuple[int, int]]:
     """Open a block device for writing, exclusively: one that is mounted or held
@@ -96,14 +102,17 @@ def write_image(
     except FileNotFoundError as exc:
         raise NotFoundError(f"image {directory / disk.image} is missing") from exc
     with src, open_device(target.path) as (fd, capacity):
-        stats = image.decompress(
-            src,
-            DeviceSink(fd, capacity),
-            expected_size=disk.size,
-            expected_sha256=disk.sha256,
-            sparse=sparse,
-            progress=progress.advance,
-        )
+        try:
+            stats = image.decompress(
+                src,
+                DeviceSink(fd, capacity),
+                expected_size=disk.size,
+                expected_sha256=disk.sha256,
+                sparse=sparse,
+                progress=progress.advance,
+            )
+        except OSError as exc:
+            raise io_error(exc, source=str(directory / disk.image), target=target) from exc
     progress.item_done()
     return stats
 
@@ -177,7 +186,7 @@ def _restore_new(
     names = [new_name(settings, d, len(disks)) for d in disks]
     for name in names:
         if lvm.find_volume(vg, name) is not None:
-            raise DestinationError(f"{vg}/{name} already exists; refusing to overwrite it")
+            raise UsageError(f"{vg}/{name} already exists; refusing to overwrite it")
     lvm.check_room(vg, [d.size for d in disks], settings.thin_pool)
     done: list[RestoredDisk] = []
     with ExitStack() as created:  # every new LV is removed if any disk fails

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from vmsnap.errors import LibvirtError, NotFoundError
+from vmsnap.errors import LibvirtError, NotFoundError, UsageError
 from vmsnap.models import DiskSpec
 
 STATE_NAMES = {
@@ -88,6 +88,12 @@ class Connection:
         """LVM runs here, so the guests must be here too (no remote URIs)."""
         host = urlsplit(self.uri).hostname
         return host in (None, "", "localhost", "127.0.0.1", "::1", socket.gethostname())
+
+    def require_local(self) -> None:
+        if not self.is_local:
+            raise UsageError(
+                f"{self.uri} is a remote connection; run vmsnap on the host that holds the LVs"
+            )
 
     @property
     def hostname(self) -> str:

@@ -40,6 +40,7 @@ cat > /tmp/demo-node.xml <<XML
       <disk type='block' device='disk'><source dev='/dev/demovg/web01-root'/><target dev='xvda' bus='xen'/></disk>
       <disk type='block' device='disk'><source dev='/dev/mapper/demovg-web01--data'/><target dev='xvdb' bus='xen'/></disk>
       <disk type='file' device='cdrom'><source file='/srv/iso/debian-12.iso'/><target dev='xvdc'/><readonly/></disk>
+      <interface type='bridge'><mac address='00:16:3e:5a:01:01'/><source bridge='xenbr0'/></interface>
     </devices>
   </domain>
   <domain type='kvm'>
@@ -72,6 +73,19 @@ for pair in web01/xvda:web01-root web01/xvdb:web01-data db01/vda:db01-disk; do
   printf '%-28s image %s  volume %s  %s\n' "${pair%%:*}" "$a" "$b" "$([ "$a" = "$b" ] && echo OK || echo MISMATCH)"
   [ "$a" = "$b" ]
 done
+
+step "vmsnap verify: decode every image, check it against the sealed manifest"
+run vmsnap verify "$out/backups"
+
+step "vmsnap restore: web01's data disk onto a new thin LV (sparse), checked while written"
+web01=$(ls -d "$out"/backups/web01/*/ | head -n 1)
+run vmsnap restore "$web01" --disk xvdb --vg demovg --thin-pool pool --name web01-data-restored
+run lvs -o lv_name,lv_size,data_percent demovg/web01-data-restored
+
+step "vmsnap clone: web02 from the live web01 template (new LVs, name, UUID, MACs)"
+cd "$out"
+run vmsnap clone web01 web02 --no-define
+run lvs -o lv_name,lv_size,origin demovg
 
 step "No snapshot left behind"
 run lvs -o lv_name,lv_tags demovg
