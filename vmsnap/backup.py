@@ -381,10 +381,7 @@ def backup(
 
     One guest's failure is recorded in its result and does not stop the others.
     """
-    if not conn.is_local:
-        raise UsageError(
-            f"{conn.uri} is a remote connection; run vmsnap on the host that holds the LVs"
-        )
+    conn.require_local()
     store.check_destination(settings.dest)
     domains = [conn.domain(n) for n in names] if names is not None else conn.domains()
     unknown = {d for d, _t in settings.excludes} - {d.name for d in domains}
