@@ -4,7 +4,6 @@ release, stream, publish, and remove the snapshots on every way out."""
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -13,22 +12,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmsnap import __version__, image, lvm, store
+from vmsnap import __version__, cleanup, faults, image, lvm, store
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
-    IntegrityError,
     Interrupted,
     NoSpaceError,
     UnsupportedDiskError,
     UsageError,
     VmsnapError,
 )
+from vmsnap.guard import GuardSettings
+from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.manifest import seal
 from vmsnap.models import Disk, Guest, LogicalVolume, SizeSpec, human_size
 from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode, Window, quiesced
+from vmsnap.snapstream import DiskResult, stream_snapshot
 from vmsnap.virt import Connection
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 DEFAULT_SNAPSHOT_SHARE = 20.0  # percent of the origin, for a COW snapshot
 MIN_SNAPSHOT_SHARE = 5.0  # below this a default-sized snapshot is refused
+DEFAULT_POOL_LIMIT = 90.0  # percent: a thin pool fuller than this is not snapshotted
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class BackupSettings:
     excludes: frozenset[tuple[str, str]] = frozenset()
     level: int = image.DEFAULT_LEVEL
     dry_run: bool = False
+    thin_pool_limit: float = DEFAULT_POOL_LIMIT
+    guard: GuardSettings = field(default_factory=GuardSettings.from_environment)
 
 
 @dataclass(frozen=True)
@@ -65,18 +69,6 @@ class GuestPlan:
     @property
     def total_bytes(self) -> int:
         return sum(d.volume.size for d in self.disks)
-
-
-@dataclass
-class DiskResult:
-    target: str
-    volume: str
-    size: int
-    sha256: str
-    image: str
-    compressed_size: int
-    snapshot_kind: str
-    snapshot_size: int | None
 
 
 @dataclass
@@ -167,6 +159,19 @@ def _select_disks(
     return chosen, skipped
 
 
+def check_thin_pools(disks: list[Disk], limit: float) -> None:
+    """A full thin pool stops the live guest, not only the backup: refuse to
+    add a snapshot to a pool whose data or metadata is past ``limit`` percent."""
+    pools = {d.pool.full_name: d.pool for d in disks if d.pool is not None}
+    for pool in pools.values():
+        for what, fill in (("data", pool.data_percent), ("metadata", pool.metadata_percent)):
+            if fill is not None and fill > limit:
+                raise NoSpaceError(
+                    f"thin pool {pool.full_name} {what} is {fill:.1f}% full (limit {limit:g}%)",
+                    hint="grow the pool (lvextend) or pass a higher --thin-pool-limit",
+                )
+
+
 def _plan_sizes(disks: list[Disk], spec: SizeSpec | None) -> dict[str, int]:
     by_vg: dict[str, list[LogicalVolume]] = {}
     for disk in disks:
@@ -185,6 +190,7 @@ def _plan_sizes(disks: list[Disk], spec: SizeSpec | None) -> dict[str, int]:
 
 def plan_guest(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan:
     chosen, skipped = _select_disks(guest, settings.excludes)
+    check_thin_pools(chosen, settings.thin_pool_limit)
     sizes = _plan_sizes(chosen, settings.snapshot_size)
     plans = []
     for disk in chosen:
@@ -197,89 +203,6 @@ def plan_guest(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan
 
 def new_run_id() -> str:
     return secrets.token_hex(4)
-
-
-def sweep_leftovers() -> list[LogicalVolume]:
-    """Remove snapshots a dead run left (called under the run lock)."""
-    found = lvm.leftover_snapshots()
-    for snap in found:
-        log.warning("removing snapshot %s left by an earlier run", snap.full_name)
-        lvm.remove_volume(snap)
-    return found
-
-
-class _SnapshotReader:
-    """Reads a snapshot device; a read error is the snapshot's fault (an invalid
-    COW snapshot returns EIO), not the destination's."""
-
-    def __init__(self, snap: LogicalVolume) -> None:
-        self.snap = snap
-        try:
-            self._file = open(snap.path, "rb", buffering=0)  # noqa: SIM115 - closed in __exit__
-        except OSError as exc:
-            raise IntegrityError(f"cannot open snapshot {snap.full_name}: {exc.strerror}") from exc
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            return self._file.read(size) or b""
-        except OSError as exc:
-            raise IntegrityError(
-                f"read error on snapshot {self.snap.full_name}: {exc.strerror}"
-            ) from exc
-
-    def __enter__(self) -> _SnapshotReader:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._file.close()
-
-
-def check_snapshot_valid(snap: LogicalVolume) -> None:
-    """Raise a clear error if a COW snapshot overflowed (LVM marks it invalid)."""
-    if snap.is_thin:
-        return
-    now = lvm.find_volume(snap.vg, snap.name)
-    if now is None or now.snapshot_invalid:
-        raise IntegrityError(
-            f"snapshot {snap.full_name} overflowed its {human_size(snap.size)} of COW space "
-            "while it was read; its data is lost and nothing was published",
-            hint="pass a larger --snapshot-size",
-        )
-
-
-def _stream_disk(
-    plan: DiskPlan, snap: LogicalVolume, staging: Path, level: int, progress: Progress
-) -> DiskResult:
-    name = f"{store.safe_component(plan.target)}.img.zst"
-    path = staging / name
-    progress.item(f"{plan.target} ({plan.volume.full_name})", plan.volume.size)
-    fd = store.open_new(path)
-    try:
-        with _SnapshotReader(snap) as src, os.fdopen(fd, "wb", closefd=False) as out:
-            stats = image.compress(
-                src, out, level=level, size=plan.volume.size, progress=progress.advance
-            )
-            out.flush()
-            os.fsync(fd)
-    except IntegrityError:
-        check_snapshot_valid(snap)
-        raise
-    except OSError as exc:
-        raise store.destination_error(exc, path) from exc
-    finally:
-        os.close(fd)
-    check_snapshot_valid(snap)  # a snapshot can overflow after its last read too
-    progress.item_done()
-    return DiskResult(
-        target=plan.target,
-        volume=plan.volume.full_name,
-        size=stats.size,
-        sha256=stats.sha256,
-        image=name,
-        compressed_size=stats.compressed_size,
-        snapshot_kind=snap.kind,
-        snapshot_size=plan.cow_size,
-    )
 
 
 def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, Any]:
@@ -309,7 +232,12 @@ def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, A
                 "sha256": d.sha256,
                 "image": d.image,
                 "compressed_size": d.compressed_size,
-                "snapshot": {"kind": d.snapshot_kind, "size": d.snapshot_size},
+                "snapshot": {
+                    "kind": d.snapshot_kind,
+                    "size": d.snapshot_size,
+                    "peak_fill_percent": d.peak_fill_percent,
+                    "extended": d.extended,
+                },
             }
             for d in result.disks
         ],
@@ -318,15 +246,21 @@ def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, A
 
 
 @contextmanager
-def _staging(settings: BackupSettings, guest: str, stamp: str) -> Iterator[Path]:
-    """A fresh ``.partial`` folder, removed unless it was published."""
+def _staging(
+    settings: BackupSettings, guest: str, stamp: str, journal: Journal | None
+) -> Iterator[Path]:
+    """A fresh ``.partial`` folder, in the journal, removed unless published."""
     store.remove_partials(store.guest_dir(settings.dest, guest))
     staging = store.create_staging(settings.dest, guest, stamp)
+    if journal is not None:
+        journal.note_staging(staging)
     try:
         yield staging
     finally:
         if staging.exists():
             store.discard(staging)
+        if journal is not None:
+            journal.forget_staging(staging)
 
 
 def run_guest(
@@ -335,6 +269,7 @@ def run_guest(
     settings: BackupSettings,
     progress: Progress,
     run_id: str,
+    journal: Journal | None = None,
 ) -> None:
     """Back up one planned guest, filling in ``result`` as it goes (so that a
     published backup is on record even if removing a snapshot fails after)."""
@@ -343,17 +278,19 @@ def run_guest(
     dom = conn.domain(plan.guest.name)
     created = time.time()
     tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
-    with _staging(settings, plan.guest.name, store.timestamp(created)) as staging:
+    with _staging(settings, plan.guest.name, store.timestamp(created), journal) as staging:
         store.write_file(staging / store.DOMAIN_XML, dom.definition().encode())
         with ExitStack() as snapshots:
-            with quiesced(dom, settings.quiesce) as window:
+            with quiesced(dom, settings.quiesce, journal, conn.uri) as window:
                 snaps = [
                     snapshots.enter_context(
                         lvm.snapshot(d.volume, d.snapshot_name, d.cow_size, tags)
                     )
                     for d in plan.disks
                 ]
+                faults.point("window")
             result.window = window
+            faults.point("snapshotted")
             log.info(
                 "%s: snapshots taken, quiesce %s for %.2f s",
                 dom.name,
@@ -363,11 +300,20 @@ def run_guest(
             progress.job(dom.name, plan.total_bytes)
             for disk_plan, snap in zip(plan.disks, snaps, strict=True):
                 result.disks.append(
-                    _stream_disk(disk_plan, snap, staging, settings.level, progress)
+                    stream_snapshot(
+                        disk_plan.target,
+                        disk_plan.volume,
+                        snap,
+                        staging,
+                        level=settings.level,
+                        progress=progress,
+                        guard_settings=settings.guard,
+                    )
                 )
             progress.job_done()
             document = seal(manifest(result, conn.hostname, created))
             store.write_json(staging / store.MANIFEST, document)
+            faults.point("publishing")
             result.directory = store.publish(staging)
 
 
@@ -391,10 +337,22 @@ def backup(
         )
     run_id = new_run_id()
     with run_lock():
-        if not settings.dry_run:
-            sweep_leftovers()
+        if settings.dry_run:
+            inventory = Inventory.load()
+            return [
+                _backup_one(conn, d.name, inventory, settings, progress, run_id, None)
+                for d in domains
+            ]
+        cleanup.cleanup()
         inventory = Inventory.load()
-        return [_backup_one(conn, d.name, inventory, settings, progress, run_id) for d in domains]
+        run_journal = Journal.start()
+        try:
+            return [
+                _backup_one(conn, d.name, inventory, settings, progress, run_id, run_journal)
+                for d in domains
+            ]
+        finally:
+            run_journal.close()
 
 
 def _backup_one(
@@ -404,12 +362,13 @@ def _backup_one(
     settings: BackupSettings,
     progress: Progress,
     run_id: str,
+    journal: Journal | None,
 ) -> GuestResult:
     result = GuestResult(name=name)
     try:
         result.plan = plan_guest(describe(conn.domain(name), inventory, conn), settings, run_id)
         if not settings.dry_run:
-            run_guest(conn, result, settings, progress, run_id)
+            run_guest(conn, result, settings, progress, run_id, journal)
     except Interrupted:
         raise
     except VmsnapError as exc:

@@ -15,10 +15,11 @@ from typing import Annotated, Any
 
 import typer
 
-from vmsnap import __version__, backup, clone, imagecmd, restore, store, verify, virt
+from vmsnap import __version__, backup, cleanup, clone, imagecmd, restore, store, verify, virt
 from vmsnap.console import make_progress, setup_logging
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
+from vmsnap.lock import run_lock
 from vmsnap.models import Guest, SizeSpec, human_size
 from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode
@@ -282,6 +283,16 @@ def backup_cmd(
         typer.Option("--exclude", metavar="DOMAIN:TARGET", help="Leave a disk out (repeatable)."),
     ] = None,
     level: Annotated[int, typer.Option("--level", min=1, max=19, help="zstd level.")] = 3,
+    thin_pool_limit: Annotated[
+        float,
+        typer.Option(
+            "--thin-pool-limit",
+            metavar="PCT",
+            min=1,
+            max=100,
+            help="Refuse to snapshot into a thin pool fuller than this (data or metadata).",
+        ),
+    ] = backup.DEFAULT_POOL_LIMIT,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and check; change nothing.")
     ] = False,
@@ -306,6 +317,7 @@ def backup_cmd(
         excludes=_parse_excludes(exclude or []),
         level=level,
         dry_run=dry_run,
+        thin_pool_limit=thin_pool_limit,
     )
     with virt.connection(_uri(connect)) as conn:
         results = backup.backup(
@@ -320,6 +332,37 @@ def backup_cmd(
         for result in results:
             _print_result(result, dry_run)
     _done(backup_exit_code(results))
+
+
+# ---------------------------------------------------------------- cleanup
+
+
+@app.command("cleanup", epilog=EXIT_STATUS)
+def cleanup_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo what a dead run left: resume/thaw its guests, remove its snapshots and
+    unpublished folders.  Every backup and clone does this first, under the lock."""
+    with run_lock():
+        report = cleanup.cleanup(dry_run=dry_run)
+    if as_json:
+        print(json.dumps({"dry_run": dry_run, **vars(report)}, indent=2))
+    else:
+        verb = "would " if dry_run else ""
+        for name in report.resumed:
+            print(f"{verb}resume guest {name}")
+        for name in report.thawed:
+            print(f"{verb}thaw guest {name}")
+        for snap in report.snapshots:
+            print(f"{verb}remove snapshot {snap}")
+        for path in report.partials:
+            print(f"{verb}remove unpublished {path}")
+        if report.nothing and not report.problems:
+            print("nothing to clean up")
+    for problem in report.problems:
+        print(f"vmsnap: error: {problem}", file=sys.stderr)
+    _done(ExitCode.LEFT_BEHIND if report.problems else ExitCode.OK)
 
 
 # ---------------------------------------------------------------- verify
@@ -420,9 +463,14 @@ def restore_cmd(
     if (to is None) == (vg is None):
         raise UsageError("say where to restore: --to /dev/VG/LV or --vg VG (one of them)")
     settings = restore.RestoreSettings(
-        backup_dir=backup_dir, disks=tuple(disk or ()), to=to, vg=vg, name=name,
-        thin_pool=thin_pool, force=force,
-    )  # fmt: skip
+        backup_dir=backup_dir,
+        disks=tuple(disk or ()),
+        to=to,
+        vg=vg,
+        name=name,
+        thin_pool=thin_pool,
+        force=force,
+    )
     done = restore.restore(settings, _progress(progress))
     if as_json:
         print(json.dumps([vars(d) for d in done], indent=2))
@@ -469,18 +517,28 @@ def clone_cmd(
     if xml_path is not None and (xml_path.exists() or xml_path.is_symlink()):
         raise UsageError(f"{xml_path} exists; refusing to overwrite it")
     settings = clone.CloneSettings(
-        source=source, new_name=new_name, vg=vg, thin_pool=thin_pool, quiesce=quiesce,
+        source=source,
+        new_name=new_name,
+        vg=vg,
+        thin_pool=thin_pool,
+        quiesce=quiesce,
         snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
-        define=not no_define, start=start,
-    )  # fmt: skip
+        define=not no_define,
+        start=start,
+    )
     with virt.connection(_uri(connect)) as conn:
         result = clone.clone(conn, settings, _progress(progress))
     if xml_path is not None:
         store.write_file(xml_path, (result.xml + "\n").encode())  # 0600: it may hold secrets
     if as_json:
-        doc = {"name": result.name, "uuid": result.uuid, "defined": result.defined,
-               "started": result.started, "xml": str(xml_path) if xml_path else None,
-               "disks": [vars(d) for d in result.disks]}  # fmt: skip
+        doc = {
+            "name": result.name,
+            "uuid": result.uuid,
+            "defined": result.defined,
+            "started": result.started,
+            "xml": str(xml_path) if xml_path else None,
+            "disks": [vars(d) for d in result.disks],
+        }
         print(json.dumps(doc, indent=2))
         return
     if no_define:

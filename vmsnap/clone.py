@@ -15,13 +15,15 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import backup, clonexml, image, lvm, manifest, restore, store
+from vmsnap import backup, cleanup, clonexml, image, lvm, manifest, restore, store
+from vmsnap.journal import Journal
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
 from vmsnap.lock import run_lock
 from vmsnap.models import LogicalVolume, SizeSpec
 from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode, quiesced
+from vmsnap.snapstream import check_snapshot_valid
 from vmsnap.virt import Connection
 
 log = logging.getLogger(__name__)
@@ -143,9 +145,14 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
     conn.require_local()
     source = Path(settings.source)
     with run_lock():
+        cleanup.cleanup()
         if (source / store.MANIFEST).exists():
             return _from_backup(conn, source, settings, progress)
-        return _from_guest(conn, settings, progress)
+        run_journal = Journal.start()
+        try:
+            return _from_guest(conn, settings, progress, run_journal)
+        finally:
+            run_journal.close()
 
 
 def _from_backup(
@@ -162,9 +169,11 @@ def _from_backup(
     _check_new(conn, settings, disks)
     dropped = frozenset(t for t, reason in m.skipped if reason == "excluded")
     new_xml = clonexml.clone_xml(
-        xml, name=settings.new_name, disk_paths={d.target: d.path for d in disks},
+        xml,
+        name=settings.new_name,
+        disk_paths={d.target: d.path for d in disks},
         drop_targets=dropped,
-    )  # fmt: skip
+    )
     with ExitStack() as created:
         written = []
         for plan, disk in zip(disks, m.disks, strict=True):
@@ -173,16 +182,19 @@ def _from_backup(
             )
             stats = restore.write_image(disk, folder, lv, sparse=lv.is_thin, progress=progress)
             written.append(
-                restore.RestoredDisk(disk.target, lv.full_name, lv.path, stats.size,
-                                     stats.sha256, True, lv.is_thin)
-            )  # fmt: skip
+                restore.RestoredDisk(
+                    disk.target, lv.full_name, lv.path, stats.size, stats.sha256, True, lv.is_thin
+                )
+            )
         result = created.enter_context(_defined(conn, new_xml, settings))
         result.disks = written
         created.pop_all()
     return result
 
 
-def _from_guest(conn: Connection, settings: CloneSettings, progress: Progress) -> CloneResult:
+def _from_guest(
+    conn: Connection, settings: CloneSettings, progress: Progress, journal: Journal
+) -> CloneResult:
     dom = conn.domain(settings.source)
     guest = describe(dom, Inventory.load(), conn)
     snapshot_settings = backup.BackupSettings(
@@ -202,27 +214,36 @@ def _from_guest(conn: Connection, settings: CloneSettings, progress: Progress) -
             created.enter_context(lvm.new_volume(d.vg, d.name, d.size, d.thin_pool)) for d in disks
         ]
         with ExitStack() as snapshots:
-            with quiesced(dom, settings.quiesce) as window:
+            with quiesced(dom, settings.quiesce, journal, conn.uri) as window:
                 snaps = [
                     snapshots.enter_context(
                         lvm.snapshot(p.volume, p.snapshot_name, p.cow_size, tags)
                     )
                     for p in plan.disks
                 ]
-            log.info("%s: snapshots taken, quiesce %s for %.2f s", dom.name, window.used,
-                     window.seconds)  # fmt: skip
+            log.info(
+                "%s: snapshots taken, quiesce %s for %.2f s", dom.name, window.used, window.seconds
+            )
             progress.job(dom.name, plan.total_bytes)
             written = []
             for p, snap, lv in zip(plan.disks, snaps, targets, strict=True):
                 progress.item(f"{p.target} -> {lv.full_name}", p.volume.size)
-                copied = copy_volume(snap.path, lv, p.volume.size, sparse=lv.is_thin,
-                                     progress=progress)  # fmt: skip
-                backup.check_snapshot_valid(snap)
+                copied = copy_volume(
+                    snap.path, lv, p.volume.size, sparse=lv.is_thin, progress=progress
+                )
+                check_snapshot_valid(snap)
                 progress.item_done()
                 written.append(
-                    restore.RestoredDisk(p.target, copied.volume, copied.path, copied.size,
-                                         copied.sha256, True, copied.sparse)
-                )  # fmt: skip
+                    restore.RestoredDisk(
+                        p.target,
+                        copied.volume,
+                        copied.path,
+                        copied.size,
+                        copied.sha256,
+                        True,
+                        copied.sparse,
+                    )
+                )
             progress.job_done()
         result = created.enter_context(_defined(conn, new_xml, settings))
         result.disks = written

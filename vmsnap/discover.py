@@ -76,7 +76,8 @@ def resolve_disk(spec: DiskSpec, inventory: Inventory, conn: Connection) -> Disk
     if spec.readonly and reason is None:
         reason = "read-only"
     size = volume.size if volume else _file_size(spec.source)
-    return Disk(spec=spec, volume=volume, size=size, reason=reason)
+    pool = inventory.by_name.get((volume.vg, volume.pool)) if volume and volume.pool else None
+    return Disk(spec=spec, volume=volume, size=size, reason=reason, pool=pool)
 
 
 def describe(dom: Domain, inventory: Inventory, conn: Connection) -> Guest:

@@ -320,8 +320,11 @@ def check_room(vg: str, sizes: list[int], thin_pool: str | None) -> None:
             log.warning(
                 "thin pool %s/%s has %.0f MiB free for %.0f MiB of volumes: it is "
                 "over-provisioned and must not fill up",
-                vg, thin_pool, (pool.size - used) / 2**20, sum(sizes) / 2**20,
-            )  # fmt: skip
+                vg,
+                thin_pool,
+                (pool.size - used) / 2**20,
+                sum(sizes) / 2**20,
+            )
         return
     group = volume_group(vg)
     need = sum(-(-s // group.extent_size) * group.extent_size for s in sizes)

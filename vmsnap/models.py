@@ -83,6 +83,7 @@ class Disk:
     volume: LogicalVolume | None
     size: int | None
     reason: str | None
+    pool: LogicalVolume | None = None  # the thin pool of a thin LV, as discovered
 
     @property
     def target(self) -> str:

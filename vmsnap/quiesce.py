@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError
+from vmsnap.journal import GuestEntry, Journal
 from vmsnap.signals import GATE
 from vmsnap.virt import RUNNING_STATES, AgentUnavailable, Domain
 
@@ -41,18 +42,43 @@ class Window:
     note: str = ""
 
 
-def _freeze(dom: Domain, window: Window) -> None:
+class _Recorder:
+    """Notes in the journal, before acting, what the window is about to do."""
+
+    def __init__(self, dom: Domain, journal: Journal | None, uri: str) -> None:
+        self.dom, self.journal, self.uri = dom, journal, uri
+
+    def intend(self, action: str) -> None:
+        if self.journal is not None:
+            self.journal.note_guest(GuestEntry(self.uri, self.dom.name, self.dom.uuid, action))
+
+    def done(self) -> None:
+        if self.journal is not None:
+            self.journal.forget_guest(self.dom.uuid)
+
+
+def _freeze(dom: Domain, window: Window, rec: _Recorder) -> None:
     dom.set_agent_timeout(AGENT_TIMEOUT)
-    window.frozen_filesystems = dom.freeze()
+    rec.intend("freeze")
+    try:
+        window.frozen_filesystems = dom.freeze()
+    except LibvirtError:
+        rec.done()
+        raise
     window.used = "freeze"
 
 
-def _pause(dom: Domain, window: Window) -> None:
-    dom.suspend()
+def _pause(dom: Domain, window: Window, rec: _Recorder) -> None:
+    rec.intend("pause")
+    try:
+        dom.suspend()
+    except LibvirtError:
+        rec.done()
+        raise
     window.used = "pause"
 
 
-def _enter(dom: Domain, window: Window) -> None:
+def _enter(dom: Domain, window: Window, rec: _Recorder) -> None:
     mode, state = window.requested, window.state_before
     if mode is QuiesceMode.NONE:
         return
@@ -60,16 +86,16 @@ def _enter(dom: Domain, window: Window) -> None:
         window.note = f"guest {state}: nothing to quiesce"
         return
     if mode is QuiesceMode.PAUSE:
-        _pause(dom, window)
+        _pause(dom, window, rec)
         return
     try:
-        _freeze(dom, window)
+        _freeze(dom, window, rec)
     except AgentUnavailable as exc:
         if mode is QuiesceMode.FREEZE:
             raise QuiesceError(str(exc), hint="use --quiesce auto or pause") from exc
         log.info("%s; pausing %s instead", exc, dom.name)
         window.note = "guest agent unavailable, paused instead"
-        _pause(dom, window)
+        _pause(dom, window, rec)
 
 
 def _release(dom: Domain, window: Window) -> None:
@@ -81,13 +107,18 @@ def _release(dom: Domain, window: Window) -> None:
 
 
 @contextmanager
-def quiesced(dom: Domain, mode: QuiesceMode) -> Iterator[Window]:
-    """Quiesce ``dom`` for the body only; thaw or resume only what we froze or paused."""
+def quiesced(
+    dom: Domain, mode: QuiesceMode, journal: Journal | None = None, uri: str = ""
+) -> Iterator[Window]:
+    """Quiesce ``dom`` for the body only; thaw or resume only what we froze or
+    paused.  With a journal, each action is recorded before it is taken and
+    forgotten once undone, for ``vmsnap cleanup`` after a crash."""
     window = Window(requested=mode)
+    rec = _Recorder(dom, journal, uri)
     with GATE.deferred():
         start = time.monotonic()
         window.state_before = dom.state()
-        _enter(dom, window)
+        _enter(dom, window, rec)
         body_error: BaseException | None = None
         try:
             yield window
@@ -97,6 +128,8 @@ def quiesced(dom: Domain, mode: QuiesceMode) -> Iterator[Window]:
         finally:
             window.seconds = time.monotonic() - start
             _release_or_raise(dom, window, body_error)
+            if window.used != "none":
+                rec.done()
 
 
 def _release_or_raise(dom: Domain, window: Window, body_error: BaseException | None) -> None:

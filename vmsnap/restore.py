@@ -143,8 +143,9 @@ def _existing_target(path: str, disk: ManifestDisk, force: bool) -> LogicalVolum
     if lv.size > disk.size:
         log.warning(
             "%s is %s larger than the image: its last bytes keep their old contents",
-            lv.full_name, human_size(lv.size - disk.size),
-        )  # fmt: skip
+            lv.full_name,
+            human_size(lv.size - disk.size),
+        )
     return lv
 
 

@@ -10,6 +10,7 @@ second Ctrl-C during cleanup does not cut the cleanup short.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -40,7 +41,11 @@ class SignalGate:
     @contextmanager
     def deferred(self) -> Iterator[None]:
         """Hold signals until the block ends; then raise the first one, unless
-        another exception is already on its way out (it must not be hidden)."""
+        another exception is already on its way out (it must not be hidden).
+        Signals only reach the main thread: elsewhere this does nothing."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
         self._depth += 1
         failed = True
         try:

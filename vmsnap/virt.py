@@ -110,6 +110,14 @@ class Connection:
                 raise NotFoundError(f"no guest named {name!r} on {self.uri}") from exc
             raise LibvirtError(f"looking up guest {name!r}: {_message(exc)}") from exc
 
+    def domain_by_uuid(self, uuid: str) -> Domain | None:
+        try:
+            return Domain(self._conn.lookupByUUIDString(uuid))
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise LibvirtError(f"looking up guest {uuid}: {_message(exc)}") from exc
+
     def domains(self) -> list[Domain]:
         try:
             found = self._conn.listAllDomains(0)

@@ -21,6 +21,7 @@ from vmsnap.signals import GATE
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("VMSNAP_LOCK_FILE", str(tmp_path / "vmsnap.lock"))
+    monkeypatch.setenv("VMSNAP_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     hook = sys.excepthook

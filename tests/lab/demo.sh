@@ -7,6 +7,7 @@ out=$1
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 trap 'echo $? > "$out/rc"' EXIT
 export LVM_SUPPRESS_FD_WARNINGS=1 PATH="$repo/.venv/bin:$PATH"
+export VMSNAP_STATE_DIR=/tmp/vmsnap-state  # the host's / is read-only in the lab
 modprobe -a dm-snapshot dm-thin-pool dm-mod loop
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }

@@ -4,6 +4,7 @@ out=$1
 cd "$(dirname "$0")/../.."
 modprobe -a dm-snapshot dm-thin-pool dm-mod loop 2>&1
 export LVM_SUPPRESS_FD_WARNINGS=1 PYTHONDONTWRITEBYTECODE=1 VMSNAP_LAB=1 TMPDIR=/tmp
+export VMSNAP_STATE_DIR=/tmp/vmsnap-state  # the host's / is read-only in the lab
 eval "set -- $(cat "$out/pytest-args")"
 where=tests/lab  # unless the arguments name test files or folders themselves
 for arg in "$@"; do case $arg in tests/*) where= ;; esac; done

@@ -1,0 +1,90 @@
+"""The overflow guard and the thin-pool check, on real LVM."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from labkit import (
+    POOL,
+    VG,
+    Lab,
+    MiB,
+    disk_xml,
+    domain_xml,
+    lv_names,
+    node_uri,
+    pattern,
+    sh,
+    sha256_of,
+    vmsnap,
+    write_device,
+)
+
+from vmsnap import backup, virt
+from vmsnap.models import SizeSpec
+from vmsnap.progress import NoProgress
+from vmsnap.quiesce import QuiesceMode
+
+
+class _SlowWriter(NoProgress):
+    """Rewrites the origin a slice at a time while the copy runs, so the COW
+    space fills gradually and the guard has polls in which to act."""
+
+    def __init__(self, origin: str, size: int, slices: int) -> None:
+        self.origin, self.size, self.slices, self.done = origin, size, slices, 0
+
+    def advance(self, nbytes: int) -> None:
+        if self.done < self.slices:
+            step = self.size // self.slices
+            write_device(self.origin, pattern("later", step), self.done * step)
+            self.done += 1
+            time.sleep(0.6)  # let the guard poll (VMSNAP_GUARD_INTERVAL=0.2)
+
+
+def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> None:
+    os.environ["VMSNAP_GUARD_INTERVAL"] = "0.2"
+    size = 32 * MiB
+    origin = lab.lv("grow", 32)
+    before = sha256_of(origin)
+    uri = node_uri(tmp_path, [domain_xml("grow", [disk_xml("vda", origin)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    settings = backup.BackupSettings(
+        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(size=8 * MiB)
+    )
+    try:
+        with virt.connection(uri) as conn:
+            results = backup.backup(conn, ["grow"], settings, _SlowWriter(origin, size, 8))
+    finally:
+        del os.environ["VMSNAP_GUARD_INTERVAL"]
+    assert results[0].ok, results[0].error
+    assert results[0].directory is not None
+    manifest = json.loads((results[0].directory / "manifest.json").read_text())
+    disk = manifest["disks"][0]
+    assert disk["snapshot"]["peak_fill_percent"] > 0
+    assert disk["snapshot"]["extended"] > 0  # the guard grew it
+    assert disk["sha256"] == before  # and the image holds the snapshot-time bytes
+    assert sha256_of(origin) != before
+
+
+def test_thin_pool_near_full_is_refused_before_snapshotting(lab: Lab, tmp_path: Path) -> None:
+    sh("lvcreate", "-q", "-T", "-L", "16m", f"{VG}/fullpool")
+    sh("lvcreate", "-q", "-V", "32m", "-T", f"{VG}/fullpool", "-n", "crowded")
+    disk = f"/dev/{VG}/crowded"
+    write_device(disk, pattern("fill", 15 * MiB))  # the pool is now ~94% full
+    uri = node_uri(tmp_path, [domain_xml("crowd", [disk_xml("vda", disk)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    before = lv_names()
+    run = vmsnap("backup", "crowd", "--dest", str(dest), "--connect", uri)
+    assert run.returncode == 5, run.stderr
+    assert "fullpool" in run.stderr
+    assert lv_names() == before
+    run = vmsnap("backup", "crowd", "--dest", str(dest), "--connect", uri,
+                 "--thin-pool-limit", "99")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    sh("lvremove", "-f", f"{VG}/crowded", f"{VG}/fullpool")
+    assert POOL

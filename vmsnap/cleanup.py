@@ -1,0 +1,95 @@
+"""Undo what a dead run left: resume and thaw the guests its journal names,
+remove its unpublished folders and every snapshot tagged ``vmsnap``.
+
+Runs under the run lock (so nothing it finds belongs to a live run), on its
+own (``vmsnap cleanup``) and at the start of every backup and clone.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmsnap import journal, lvm, store, virt
+from vmsnap.errors import LeftBehindError, VmsnapError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CleanupReport:
+    resumed: list[str] = field(default_factory=list)
+    thawed: list[str] = field(default_factory=list)
+    snapshots: list[str] = field(default_factory=list)
+    partials: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def nothing(self) -> bool:
+        return not (self.resumed or self.thawed or self.snapshots or self.partials)
+
+
+def _release_guest(entry: journal.GuestEntry, report: CleanupReport, dry_run: bool) -> None:
+    """Resume a guest the dead run paused (only if it is still paused), or thaw
+    one it froze (thawing a thawed guest is harmless)."""
+    with virt.connection(entry.uri) as conn:
+        dom = conn.domain_by_uuid(entry.uuid)
+        if dom is None:
+            log.info("guest %s (%s) is gone; nothing to release", entry.name, entry.uuid)
+            return
+        if entry.action == "pause":
+            if dom.state() != "paused":
+                return
+            if not dry_run:
+                dom.resume()
+            report.resumed.append(entry.name)
+        elif entry.action == "freeze":
+            if not dry_run:
+                dom.thaw()
+            report.thawed.append(entry.name)
+
+
+def _remove_partial(path: Path, report: CleanupReport, dry_run: bool) -> None:
+    if not path.name.endswith(store.PARTIAL_SUFFIX) or not path.exists():
+        return
+    if not dry_run:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    report.partials.append(str(path))
+
+
+def _sweep_snapshots(report: CleanupReport, dry_run: bool) -> None:
+    for snap in lvm.leftover_snapshots():
+        log.warning("removing snapshot %s left by an earlier run", snap.full_name)
+        try:
+            if not dry_run:
+                lvm.remove_volume(snap)
+            report.snapshots.append(snap.full_name)
+        except LeftBehindError as exc:
+            report.problems.append(str(exc))
+
+
+def cleanup(*, dry_run: bool = False) -> CleanupReport:
+    """Call under the run lock."""
+    report = CleanupReport()
+    left = journal.load_left()
+    if left is not None:
+        for entry in left.guests:
+            try:
+                _release_guest(entry, report, dry_run)
+            except VmsnapError as exc:
+                report.problems.append(f"{entry.name}: {exc}")
+        for partial in left.staging:
+            _remove_partial(Path(partial), report, dry_run)
+    _sweep_snapshots(report, dry_run)
+    if left is not None and not dry_run and not report.problems:
+        journal.discard_left()
+    for name in report.resumed:
+        log.warning("resumed guest %s, paused by a run that died", name)
+    for name in report.thawed:
+        log.warning("thawed guest %s, frozen by a run that died", name)
+    return report

@@ -1,0 +1,119 @@
+"""The run journal: what this run paused, froze and created, on disk.
+
+Written atomically (temporary file, fsync, rename, fsync of the folder) before
+each action it records, so that after a crash ``vmsnap cleanup`` knows exactly
+which guests a dead run left paused or frozen and which files it left; it
+never touches a guest the journal does not name.  Removed when a run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmsnap.errors import DestinationError
+
+STATE_DIR = "/var/lib/vmsnap"
+JOURNAL = "journal.json"
+
+
+def state_dir() -> Path:
+    return Path(os.environ.get("VMSNAP_STATE_DIR", STATE_DIR))
+
+
+@dataclass
+class GuestEntry:
+    uri: str
+    name: str
+    uuid: str
+    action: str  # "pause" or "freeze": what the run did (or was about to do)
+
+
+@dataclass
+class JournalData:
+    pid: int
+    started: float
+    guests: list[GuestEntry] = field(default_factory=list)
+    staging: list[str] = field(default_factory=list)
+
+
+class Journal:
+    """One run's journal file; every change is written through at once."""
+
+    def __init__(self, path: Path, data: JournalData) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def start(cls) -> Journal:
+        folder = state_dir()
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DestinationError(f"cannot create state folder {folder}: {exc.strerror}") from exc
+        journal = cls(folder / JOURNAL, JournalData(pid=os.getpid(), started=time.time()))
+        journal.save()
+        return journal
+
+    def save(self) -> None:
+        write_atomically(self.path, json.dumps(asdict(self.data), indent=1).encode())
+
+    def note_guest(self, entry: GuestEntry) -> None:
+        self.data.guests.append(entry)
+        self.save()
+
+    def forget_guest(self, uuid: str) -> None:
+        self.data.guests = [g for g in self.data.guests if g.uuid != uuid]
+        self.save()
+
+    def note_staging(self, path: Path) -> None:
+        self.data.staging.append(str(path))
+        self.save()
+
+    def forget_staging(self, path: Path) -> None:
+        self.data.staging = [p for p in self.data.staging if p != str(path)]
+        self.save()
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def load_left() -> JournalData | None:
+    """The journal a dead run left, if any (call under the run lock)."""
+    path = state_dir() / JOURNAL
+    try:
+        raw: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DestinationError(f"unreadable journal {path}: {exc}") from exc
+    return JournalData(
+        pid=int(raw.get("pid", 0)),
+        started=float(raw.get("started", 0.0)),
+        guests=[GuestEntry(**g) for g in raw.get("guests", [])],
+        staging=[str(p) for p in raw.get("staging", [])],
+    )
+
+
+def discard_left() -> None:
+    (state_dir() / JOURNAL).unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
