@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsnap import backup, cleanup, clonexml, image, lvm, manifest, restore, store
-from vmsnap.journal import Journal
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
+from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.models import LogicalVolume, SizeSpec
 from vmsnap.progress import Progress
