@@ -343,9 +343,9 @@ def backup(
                 _backup_one(conn, d.name, inventory, settings, progress, run_id, None)
                 for d in domains
             ]
-        cleanup.cleanup()
+        left = cleanup.cleanup()
         inventory = Inventory.load()
-        run_journal = Journal.start()
+        run_journal = Journal.start(carry=left.unresolved)
         try:
             return [
                 _backup_one(conn, d.name, inventory, settings, progress, run_id, run_journal)

@@ -25,27 +25,30 @@ class CleanupReport:
     snapshots: list[str] = field(default_factory=list)
     partials: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unresolved: list[journal.GuestEntry] = field(default_factory=list)
 
     @property
     def nothing(self) -> bool:
         return not (self.resumed or self.thawed or self.snapshots or self.partials)
 
 
-def _release_guest(entry: journal.GuestEntry, report: CleanupReport, dry_run: bool) -> None:
+def _release_guest(
+    entry: journal.GuestEntry, report: CleanupReport, dry_run: bool, default_uri: str | None
+) -> None:
     """Resume a guest the dead run paused (only if it is still paused), or thaw
-    one it froze (thawing a thawed guest is harmless)."""
-    with virt.connection(entry.uri) as conn:
+    one it froze (thawing a thawed guest is harmless).  The journal names the
+    connection the run used; ``default_uri`` serves only where it does not."""
+    with virt.connection(entry.uri or default_uri) as conn:
         dom = conn.domain_by_uuid(entry.uuid)
         if dom is None:
             log.info("guest %s (%s) is gone; nothing to release", entry.name, entry.uuid)
             return
-        if entry.action == "pause":
-            if dom.state() != "paused":
-                return
+        state = dom.state()
+        if entry.action == "pause" and state == "paused":
             if not dry_run:
                 dom.resume()
             report.resumed.append(entry.name)
-        elif entry.action == "freeze":
+        elif entry.action == "freeze" and state in virt.RUNNING_STATES:
             if not dry_run:
                 dom.thaw()
             report.thawed.append(entry.name)
@@ -64,7 +67,8 @@ def _remove_partial(path: Path, report: CleanupReport, dry_run: bool) -> None:
 
 def _sweep_snapshots(report: CleanupReport, dry_run: bool) -> None:
     for snap in lvm.leftover_snapshots():
-        log.warning("removing snapshot %s left by an earlier run", snap.full_name)
+        if not dry_run:
+            log.warning("removing snapshot %s left by an earlier run", snap.full_name)
         try:
             if not dry_run:
                 lvm.remove_volume(snap)
@@ -73,23 +77,31 @@ def _sweep_snapshots(report: CleanupReport, dry_run: bool) -> None:
             report.problems.append(str(exc))
 
 
-def cleanup(*, dry_run: bool = False) -> CleanupReport:
+def cleanup(*, dry_run: bool = False, default_uri: str | None = None) -> CleanupReport:
     """Call under the run lock."""
     report = CleanupReport()
     left = journal.load_left()
     if left is not None:
         for entry in left.guests:
             try:
-                _release_guest(entry, report, dry_run)
+                _release_guest(entry, report, dry_run, default_uri)
             except VmsnapError as exc:
                 report.problems.append(f"{entry.name}: {exc}")
+                report.unresolved.append(entry)
         for partial in left.staging:
             _remove_partial(Path(partial), report, dry_run)
     _sweep_snapshots(report, dry_run)
-    if left is not None and not dry_run and not report.problems:
-        journal.discard_left()
+    if dry_run:
+        return report
+    if left is not None:
+        if report.unresolved:  # keep them on record for the next attempt
+            journal.Journal.start(carry=report.unresolved).close()
+        else:
+            journal.discard_left()
     for name in report.resumed:
         log.warning("resumed guest %s, paused by a run that died", name)
     for name in report.thawed:
         log.warning("thawed guest %s, frozen by a run that died", name)
+    for problem in report.problems:
+        log.error("cleanup: %s", problem)
     return report

@@ -339,13 +339,14 @@ def backup_cmd(
 
 @app.command("cleanup", epilog=EXIT_STATUS)
 def cleanup_cmd(
+    connect: ConnectOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would be done.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Undo what a dead run left: resume/thaw its guests, remove its snapshots and
     unpublished folders.  Every backup and clone does this first, under the lock."""
     with run_lock():
-        report = cleanup.cleanup(dry_run=dry_run)
+        report = cleanup.cleanup(dry_run=dry_run, default_uri=_uri(connect))
     if as_json:
         print(json.dumps({"dry_run": dry_run, **vars(report)}, indent=2))
     else:

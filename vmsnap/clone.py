@@ -145,10 +145,10 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
     conn.require_local()
     source = Path(settings.source)
     with run_lock():
-        cleanup.cleanup()
+        left = cleanup.cleanup()
         if (source / store.MANIFEST).exists():
             return _from_backup(conn, source, settings, progress)
-        run_journal = Journal.start()
+        run_journal = Journal.start(carry=left.unresolved)
         try:
             return _from_guest(conn, settings, progress, run_journal)
         finally:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vmsnap import lvm, runner
-from vmsnap.errors import IntegrityError, VmsnapError
+from vmsnap.errors import IntegrityError, UsageError, VmsnapError
 from vmsnap.models import LogicalVolume, human_size
 
 log = logging.getLogger(__name__)
@@ -33,8 +33,12 @@ class GuardSettings:
     @classmethod
     def from_environment(cls) -> GuardSettings:
         """``VMSNAP_GUARD_INTERVAL`` tunes the poll (the lab tests use it)."""
-        interval = float(os.environ.get("VMSNAP_GUARD_INTERVAL", cls.interval))
-        return cls(interval=interval)
+        text = os.environ.get("VMSNAP_GUARD_INTERVAL", str(cls.interval))
+        try:
+            interval = float(text)
+        except ValueError:
+            raise UsageError(f"VMSNAP_GUARD_INTERVAL={text!r} is not a number of seconds") from None
+        return cls(interval=max(interval, 0.1))
 
 
 class SnapshotGuard:
@@ -46,6 +50,7 @@ class SnapshotGuard:
         self.peak = 0.0
         self.extended = 0
         self.failure: str | None = None
+        self._warned = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"guard-{snap.name}", daemon=True)
 
@@ -75,6 +80,9 @@ class SnapshotGuard:
         step = max(int(self.origin_size * self.settings.step_share / 100), vg.extent_size)
         step = -(-step // vg.extent_size) * vg.extent_size
         if vg.free < step:
+            if self._warned:
+                return
+            self._warned = True
             log.warning(
                 "snapshot %s is %.0f%% full and VG %s has only %s free: it may overflow",
                 self.snap.full_name,

@@ -49,18 +49,24 @@ class Journal:
         self.data = data
 
     @classmethod
-    def start(cls) -> Journal:
+    def start(cls, carry: list[GuestEntry] | None = None) -> Journal:
+        """A new journal; ``carry`` keeps a dead run's guests that cleanup could
+        not release, so that a later cleanup tries again."""
         folder = state_dir()
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise DestinationError(f"cannot create state folder {folder}: {exc.strerror}") from exc
-        journal = cls(folder / JOURNAL, JournalData(pid=os.getpid(), started=time.time()))
+        data = JournalData(pid=os.getpid(), started=time.time(), guests=list(carry or []))
+        journal = cls(folder / JOURNAL, data)
         journal.save()
         return journal
 
     def save(self) -> None:
-        write_atomically(self.path, json.dumps(asdict(self.data), indent=1).encode())
+        try:
+            write_atomically(self.path, json.dumps(asdict(self.data), indent=1).encode())
+        except OSError as exc:
+            raise DestinationError(f"cannot write journal {self.path}: {exc.strerror}") from exc
 
     def note_guest(self, entry: GuestEntry) -> None:
         self.data.guests.append(entry)
@@ -79,7 +85,13 @@ class Journal:
         self.save()
 
     def close(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """The run is over: the journal goes, unless a guest it names could not
+        be released (then ``vmsnap cleanup`` still has work to do)."""
+        if self.data.guests:
+            self.data.staging = []
+            self.save()
+        else:
+            self.path.unlink(missing_ok=True)
 
 
 def load_left() -> JournalData | None:

@@ -8,10 +8,23 @@ they fail loudly rather than skip, so a lab that did not run cannot pass.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from labkit import POOL, VG, Lab, lv_names, sh
+from labkit import (
+    POOL,
+    REAL_DOMAIN,
+    VG,
+    Lab,
+    RealGuest,
+    lv_names,
+    real_disk_xml,
+    sh,
+    start_libvirtd,
+    virsh,
+)
 
 HERE = os.path.dirname(__file__)
 
@@ -50,3 +63,37 @@ def lab(lab_vg: Lab) -> Iterator[Lab]:
     for name in lv_names() - before:
         lab_vg.remove(name)
     assert not leftovers, f"snapshots left behind: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def libvirtd(lab_vg: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real libvirtd (qemu TCG guests), started once; stopped by its own pid."""
+    state = tmp_path_factory.mktemp("libvirtd")
+    uri = start_libvirtd(state)
+    try:
+        yield uri
+    finally:
+        pid = int((state / "libvirtd.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def real_guest(libvirtd: str, tmp_path: Path) -> Iterator[RealGuest]:
+    """Define and start qemu guests (no OS: the BIOS waits) on the given LVs."""
+    made: list[str] = []
+
+    def make(name: str, disks: dict[str, str]) -> str:
+        xml = REAL_DOMAIN.format(
+            name=name, disks="\n".join(real_disk_xml(t, p) for t, p in disks.items())
+        )
+        path = tmp_path / f"{name}.xml"
+        path.write_text(xml)
+        virsh(libvirtd, "define", str(path))
+        made.append(name)
+        virsh(libvirtd, "start", name)
+        return name
+
+    yield make
+    for name in made:
+        virsh(libvirtd, "destroy", name, check=False)
+        virsh(libvirtd, "undefine", name, check=False)

@@ -6,6 +6,8 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,3 +138,63 @@ def vmsnap(
     return subprocess.run(
         [*VMSNAP, *args], capture_output=True, text=True, check=check, env=full_env
     )
+
+
+QEMU_CONF = """user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+stdio_handler = "file"
+"""
+
+REAL_DOMAIN = """<domain type='qemu'>
+  <name>{name}</name><memory unit='MiB'>48</memory><vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+{disks}
+    <video><model type='none'/></video><memballoon model='none'/>
+  </devices>
+</domain>"""
+
+
+RealGuest = Callable[[str, dict[str, str]], str]
+"""The ``real_guest`` fixture: define and start a qemu guest on LVs; its name."""
+
+
+def real_disk_xml(target: str, path: str) -> str:
+    return (
+        "    <disk type='block' device='disk'><driver name='qemu' type='raw' cache='none'/>"
+        f"<source dev='{path}'/><target dev='{target}' bus='virtio'/></disk>"
+    )
+
+
+def start_libvirtd(state: Path) -> str:
+    """A real libvirtd in the lab VM (its /etc and libvirt folders are overlays):
+    guests it runs outlive any vmsnap process.  Returns its URI."""
+    # libvirtd looks the libvirt-qemu user up at start even when qemu runs as
+    # root (qemu.conf below); /etc is a throwaway overlay in the lab VM
+    if sh("getent", "passwd", "libvirt-qemu", check=False).returncode:
+        with open("/etc/group", "a") as group:
+            group.write("libvirt-qemu:x:64055:\n")
+        with open("/etc/passwd", "a") as passwd:
+            passwd.write("libvirt-qemu:x:64055:64055::/var/lib/libvirt:/usr/sbin/nologin\n")
+    for folder in ("/var/run/libvirt", "/var/log/libvirt", "/var/lib/libvirt/qemu",
+                   "/var/cache/libvirt"):  # fmt: skip
+        os.makedirs(folder, exist_ok=True)
+    Path("/etc/libvirt/qemu.conf").write_text(QEMU_CONF)
+    subprocess.run(["libvirtd", "-d", "-p", str(state / "libvirtd.pid")], check=True)
+    uri = "qemu:///system"
+    answer = None
+    for _ in range(60):
+        answer = sh("virsh", "-c", uri, "version", check=False)
+        if answer.returncode == 0:
+            return uri
+        time.sleep(0.5)
+    log = Path("/var/log/libvirt/libvirtd.log")
+    tail = log.read_text()[-2000:] if log.exists() else "no log"
+    raise RuntimeError(f"libvirtd did not answer: {answer.stderr if answer else ''}\n{tail}")
+
+
+def virsh(uri: str, *args: str, check: bool = True) -> str:
+    return sh("virsh", "-c", uri, *args, check=check).stdout.strip()

@@ -1,0 +1,140 @@
+"""Faults from outside vmsnap: a full destination, a busy snapshot, hostile
+names, and read errors from a device-mapper `error` target under the origin."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+from labkit import (
+    VG,
+    VMSNAP,
+    Lab,
+    MiB,
+    disk_xml,
+    domain_xml,
+    lv_names,
+    node_uri,
+    sh,
+    sha256_of,
+    vmsnap,
+)
+
+
+def test_destination_full(lab: Lab, tmp_path: Path) -> None:
+    disk = lab.lv("bulky", 48)
+    sh("sh", "-c", f"head -c {40 * MiB} /dev/urandom > {disk}")  # incompressible
+    backing = tmp_path / "small.img"
+    sh("truncate", "-s", "12M", str(backing))
+    sh("mkfs.ext4", "-q", "-F", str(backing))
+    mount = tmp_path / "small"
+    mount.mkdir()
+    sh("mount", "-o", "loop", str(backing), str(mount))
+    try:
+        uri = node_uri(tmp_path, [domain_xml("bulky", [disk_xml("vda", disk)])])
+        run = vmsnap("backup", "bulky", "--dest", str(mount), "--connect", uri)
+        assert run.returncode == 9, run.stderr
+        assert "destination full" in run.stderr
+        assert not lv_names("@vmsnap")
+        assert list((mount / "bulky").iterdir()) == []
+    finally:
+        sh("umount", str(mount))
+
+
+def test_busy_snapshot_removal_is_retried(lab: Lab, tmp_path: Path) -> None:
+    disk = lab.lv("busy-rm", 8)
+    uri = node_uri(tmp_path, [domain_xml("busyrm", [disk_xml("vda", disk)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    env = dict(os.environ, VMSNAP_FAILPOINT="publishing")
+    proc = subprocess.Popen(
+        [*VMSNAP, "backup", "busyrm", "--dest", str(dest), "--connect", uri, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    for _ in range(1500):
+        with open(f"/proc/{proc.pid}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "T":
+                break
+        time.sleep(0.2)
+    (snap,) = lv_names("@vmsnap")
+    holder = open(f"/dev/{VG}/{snap}", "rb")  # noqa: SIM115 - closed by the timer
+    threading.Timer(3.0, holder.close).start()
+    proc.send_signal(signal.SIGCONT)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "busy, retrying lvremove" in err
+    assert not lv_names("@vmsnap")
+
+
+HOSTILE = ["web 01", 'it\'s "quoted"', "../../escape", "-rf", "dot.name"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_guest_names(lab: Lab, tmp_path: Path, name: str) -> None:
+    disk = lab.lv(f"hostile{HOSTILE.index(name)}", 4)
+    uri = node_uri(tmp_path, [domain_xml(escape(name, {'"': "&quot;", "'": "&apos;"}),
+                                         [disk_xml("vda", disk)])])  # fmt: skip
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    run = vmsnap("backup", "--all", "--dest", str(dest), "--connect", uri)
+    assert run.returncode == 0, run.stderr
+    (folder,) = dest.iterdir()  # exactly one guest folder, inside dest
+    assert folder.parent == dest
+    assert "/" not in folder.name
+    assert not folder.name.startswith((".", "-"))
+    (backup,) = folder.iterdir()
+    assert (backup / "vda.img.zst").exists()
+    assert not lv_names("@vmsnap")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_lv_name_at_the_length_limit(lab: Lab, tmp_path: Path) -> None:
+    longest = "l" * (127 - len(VG) - 1)  # the device-mapper name VG-LV fills 127
+    disk = lab.lv(longest, 4)
+    uri = node_uri(tmp_path, [domain_xml("long", [disk_xml("vda", disk)])])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    run = vmsnap("backup", "long", "--dest", str(dest), "--connect", uri, "-v")
+    assert run.returncode == 0, run.stderr
+    assert not lv_names("@vmsnap")
+
+
+def test_read_errors_under_the_origin(lab: Lab, tmp_path: Path) -> None:
+    """A PV on a device-mapper table with an `error` hole: the origin LV spans
+    the hole, so reading its snapshot fails with EIO part-way."""
+    backing = tmp_path / "flaky.img"
+    sh("truncate", "-s", "64M", str(backing))
+    loop = sh("losetup", "-f", "--show", str(backing)).stdout.strip()
+    sectors = 64 * MiB // 512
+    hole_start, hole_len = 16 * MiB // 512, 4 * MiB // 512
+    table = (
+        f"0 {hole_start} linear {loop} 0\n"
+        f"{hole_start} {hole_len} error\n"
+        f"{hole_start + hole_len} {sectors - hole_start - hole_len} linear {loop} "
+        f"{hole_start + hole_len}\n"
+    )
+    subprocess.run(["dmsetup", "create", "vmsnapflaky"], input=table, text=True, check=True)
+    try:
+        sh("pvcreate", "-q", "/dev/mapper/vmsnapflaky")
+        sh("vgcreate", "-q", "flakyvg", "/dev/mapper/vmsnapflaky")
+        sh("lvcreate", "-q", "-y", "-Zn", "-Wn", "-L", "24m", "-n", "bad", "flakyvg")
+        uri = node_uri(tmp_path, [domain_xml("flaky", [disk_xml("vda", "/dev/flakyvg/bad")])])
+        dest = tmp_path / "dest"
+        dest.mkdir()
+        run = vmsnap("backup", "flaky", "--dest", str(dest), "--connect", uri)
+        assert run.returncode == 10, run.stderr
+        assert "read error" in run.stderr
+        assert not lv_names("@vmsnap")
+        assert list((dest / "flaky").iterdir()) == []
+    finally:
+        sh("vgremove", "-f", "flakyvg", check=False)
+        sh("pvremove", "-f", "/dev/mapper/vmsnapflaky", check=False)
+        sh("dmsetup", "remove", "vmsnapflaky", check=False)
+        sh("losetup", "-d", loop, check=False)
+    assert sha256_of
