@@ -3,6 +3,7 @@ release, stream, publish, and remove the snapshots on every way out."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -79,6 +80,7 @@ class GuestResult:
     directory: Path | None = None
     window: Window | None = None
     disks: list[DiskResult] = field(default_factory=list)
+    domain_xml_sha256: str = ""
 
     @property
     def ok(self) -> bool:
@@ -214,7 +216,12 @@ def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, A
         "format_version": FORMAT_VERSION,
         "vmsnap_version": __version__,
         "host": conn_host,
-        "domain": {"name": guest.name, "uuid": guest.uuid, "hypervisor": guest.hypervisor},
+        "domain": {
+            "name": guest.name,
+            "uuid": guest.uuid,
+            "hypervisor": guest.hypervisor,
+            "xml_sha256": result.domain_xml_sha256,
+        },
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
         "quiesce": {
             "requested": str(window.requested),
@@ -279,7 +286,9 @@ def run_guest(
     created = time.time()
     tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
     with _staging(settings, plan.guest.name, store.timestamp(created), journal) as staging:
-        store.write_file(staging / store.DOMAIN_XML, dom.definition().encode())
+        domain_xml = dom.definition().encode()
+        store.write_file(staging / store.DOMAIN_XML, domain_xml)
+        result.domain_xml_sha256 = hashlib.sha256(domain_xml).hexdigest()
         with ExitStack() as snapshots:
             with quiesced(dom, settings.quiesce, journal, conn.uri) as window:
                 snaps = [

@@ -57,6 +57,7 @@ class Manifest:
     quiesce: dict[str, Any]
     disks: tuple[ManifestDisk, ...]
     skipped: tuple[tuple[str, str], ...]  # (target, reason)
+    domain_xml_sha256: str | None = None  # of domain.xml, when the writer recorded it
 
     def image_path(self, disk: ManifestDisk) -> Path:
         return self.directory / disk.image
@@ -215,6 +216,9 @@ class _Object:
         value: float = self._get(key, (int, float), "a number")
         return value
 
+    def text_or_absent(self, key: str) -> str | None:
+        return self.text(key) if key in self.raw else None
+
     def obj(self, key: str) -> _Object:
         return _Object(self._get(key, (dict,), "an object"), self.name(key))
 
@@ -236,6 +240,7 @@ def _parse(doc: dict[str, Any], directory: Path) -> Manifest:
         domain_name=domain.text("name"),
         domain_uuid=domain.text("uuid"),
         hypervisor=domain.text("hypervisor"),
+        domain_xml_sha256=domain.text_or_absent("xml_sha256"),
         created=_created(top),
         quiesce=_quiesce(top.obj("quiesce")),
         disks=disks,

@@ -9,6 +9,7 @@ OK, CORRUPT (its bytes are wrong), MISSING (its image is gone) or INCOMPLETE
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
 import stat
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from vmsnap import image, manifest
+from vmsnap import image, manifest, store
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError, TruncatedError
 from vmsnap.manifest import ManifestDisk
 from vmsnap.progress import Progress
@@ -169,6 +170,9 @@ def verify_backup(directory: Path, progress: Progress) -> BackupReport:
         return _unchecked(directory, DiskStatus.MISSING, str(exc))
     except IntegrityError as exc:
         return _unchecked(directory, DiskStatus.CORRUPT, str(exc))
+    xml_problem = _check_domain_xml(found)
+    if xml_problem:
+        return _unchecked(directory, DiskStatus.CORRUPT, xml_problem)
     progress.job(f"{found.domain_name} {directory.name}", found.total_size)
     try:
         disks = tuple(verify_disk(directory, d, progress) for d in found.disks)
@@ -181,6 +185,20 @@ def verify_backup(directory: Path, progress: Progress) -> BackupReport:
         disks=disks,
         status=worst(d.status for d in disks),
     )
+
+
+def _check_domain_xml(found: manifest.Manifest) -> str | None:
+    """domain.xml is what a restore or clone redefines the guest from."""
+    if found.domain_xml_sha256 is None:
+        return None
+    path = found.directory / store.DOMAIN_XML
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"{path}: cannot read it: {exc.strerror}"
+    if digest != found.domain_xml_sha256:
+        return f"{path} was changed or damaged: its sha256 does not match the manifest"
+    return None
 
 
 def _unchecked(directory: Path, status: DiskStatus, message: str) -> BackupReport:

@@ -20,7 +20,10 @@ MiB = 1 << 20
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, LC_ALL="C", LVM_SUPPRESS_FD_WARNINGS="1")
-    return subprocess.run(argv, capture_output=True, text=True, check=check, env=env)
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
+    if check and done.returncode != 0:
+        raise AssertionError(f"{argv} failed with {done.returncode}: {done.stderr.strip()}")
+    return done
 
 
 def lv_names(select: str = "") -> set[str]:

@@ -80,7 +80,7 @@ def test_kill_9_then_cleanup(
     assert virsh(libvirtd, "domstate", guest) == state_while_stopped
     assert lv_names("@vmsnap")  # the snapshot exists
     proc.kill()
-    proc.wait()
+    proc.communicate()
 
     assert published(dest, guest) == []  # nothing a listing would take for good
     run = vmsnap("cleanup", "--connect", libvirtd)
@@ -135,7 +135,7 @@ def test_guest_paused_before_stays_paused_even_after_a_crash(
     proc = start_backup(libvirtd, guest, dest, "window", "--quiesce", "pause")
     stopped(proc)
     proc.kill()
-    proc.wait()
+    proc.communicate()
     run = vmsnap("cleanup", "--connect", libvirtd)
     assert run.returncode == 0, run.stderr
     assert virsh(libvirtd, "domstate", guest) == "paused"  # not ours to resume

@@ -30,34 +30,31 @@ from vmsnap.quiesce import QuiesceMode
 
 
 class _SlowWriter(NoProgress):
-    """Rewrites the origin a slice at a time while the copy runs, so the COW
-    space fills gradually and the guard has polls in which to act."""
+    """Rewrites 1 MiB of the origin with each chunk read, so the COW space fills
+    gradually and the guard (polling every 0.2 s) has time to act."""
 
-    def __init__(self, origin: str, size: int, slices: int) -> None:
-        self.origin, self.size, self.slices, self.done = origin, size, slices, 0
+    def __init__(self, origin: str) -> None:
+        self.origin, self.done = origin, 0
 
     def advance(self, nbytes: int) -> None:
-        if self.done < self.slices:
-            step = self.size // self.slices
-            write_device(self.origin, pattern("later", step), self.done * step)
-            self.done += 1
-            time.sleep(0.6)  # let the guard poll (VMSNAP_GUARD_INTERVAL=0.2)
+        write_device(self.origin, pattern(f"later{self.done}", MiB), self.done * 4 * MiB)
+        self.done += 1
+        time.sleep(2.5)  # lvs and lvextend are slow under emulation
 
 
 def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> None:
     os.environ["VMSNAP_GUARD_INTERVAL"] = "0.2"
-    size = 32 * MiB
     origin = lab.lv("grow", 32)
     before = sha256_of(origin)
     uri = node_uri(tmp_path, [domain_xml("grow", [disk_xml("vda", origin)])])
     dest = tmp_path / "dest"
     dest.mkdir()
     settings = backup.BackupSettings(
-        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(size=8 * MiB)
+        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(size=4 * MiB)
     )
     try:
         with virt.connection(uri) as conn:
-            results = backup.backup(conn, ["grow"], settings, _SlowWriter(origin, size, 8))
+            results = backup.backup(conn, ["grow"], settings, _SlowWriter(origin))
     finally:
         del os.environ["VMSNAP_GUARD_INTERVAL"]
     assert results[0].ok, results[0].error

@@ -64,7 +64,7 @@ def test_busy_snapshot_removal_is_retried(lab: Lab, tmp_path: Path) -> None:
         time.sleep(0.2)
     (snap,) = lv_names("@vmsnap")
     holder = open(f"/dev/{VG}/{snap}", "rb")  # noqa: SIM115 - closed by the timer
-    threading.Timer(3.0, holder.close).start()
+    threading.Timer(8.0, holder.close).start()  # lvremove retries for ~16 s
     proc.send_signal(signal.SIGCONT)
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -72,7 +72,7 @@ def test_busy_snapshot_removal_is_retried(lab: Lab, tmp_path: Path) -> None:
     assert not lv_names("@vmsnap")
 
 
-HOSTILE = ["web 01", 'it\'s "quoted"', "../../escape", "-rf", "dot.name"]
+HOSTILE = ["web 01", 'it\'s "quoted"', "..", ".hidden", "-rf", "a%2Fb"]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -94,13 +94,22 @@ def test_hostile_guest_names(lab: Lab, tmp_path: Path, name: str) -> None:
     assert not (tmp_path / "escape").exists()
 
 
+def longest_lv_name() -> str:
+    """The longest LV name this LVM accepts in the lab VG (found by trying)."""
+    for length in range(127, 60, -1):
+        name = "l" * length
+        if sh("lvcreate", "-q", "-y", "-L", "4m", "-n", name, VG, check=False).returncode == 0:
+            return name
+    raise AssertionError("no long LV name accepted")
+
+
 def test_lv_name_at_the_length_limit(lab: Lab, tmp_path: Path) -> None:
-    longest = "l" * (127 - len(VG) - 1)  # the device-mapper name VG-LV fills 127
-    disk = lab.lv(longest, 4)
+    longest = longest_lv_name()
+    disk = f"/dev/{VG}/{longest}"
     uri = node_uri(tmp_path, [domain_xml("long", [disk_xml("vda", disk)])])
     dest = tmp_path / "dest"
     dest.mkdir()
-    run = vmsnap("backup", "long", "--dest", str(dest), "--connect", uri, "-v")
+    run = vmsnap("backup", "long", "--dest", str(dest), "--connect", uri)
     assert run.returncode == 0, run.stderr
     assert not lv_names("@vmsnap")
 
@@ -111,13 +120,16 @@ def test_read_errors_under_the_origin(lab: Lab, tmp_path: Path) -> None:
     backing = tmp_path / "flaky.img"
     sh("truncate", "-s", "64M", str(backing))
     loop = sh("losetup", "-f", "--show", str(backing)).stdout.strip()
-    sectors = 64 * MiB // 512
+    # the table starts 1 MiB into the loop device, so LVM does not also find
+    # the PV label on the loop device itself (a duplicate PV it would refuse)
+    skip = MiB // 512
+    sectors = 64 * MiB // 512 - skip
     hole_start, hole_len = 16 * MiB // 512, 4 * MiB // 512
     table = (
-        f"0 {hole_start} linear {loop} 0\n"
+        f"0 {hole_start} linear {loop} {skip}\n"
         f"{hole_start} {hole_len} error\n"
         f"{hole_start + hole_len} {sectors - hole_start - hole_len} linear {loop} "
-        f"{hole_start + hole_len}\n"
+        f"{skip + hole_start + hole_len}\n"
     )
     subprocess.run(["dmsetup", "create", "vmsnapflaky"], input=table, text=True, check=True)
     try:

@@ -3,6 +3,7 @@ its own status and message, checked against the real zstd CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import subprocess
@@ -17,12 +18,14 @@ from backupkit import (
     flip_bit,
     make_backup,
     manifest_doc,
+    read_manifest,
     truncate,
     write_manifest,
 )
 
 from vmsnap import image, manifest, store
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError, TruncatedError
+from vmsnap.progress import NoProgress
 from vmsnap.verify import (
     UNPUBLISHED,
     BackupReport,
@@ -469,3 +472,17 @@ def test_truncation_is_an_integrity_error_of_its_own() -> None:
     with pytest.raises(IntegrityError) as longer:
         image.check(stats, expected_size=9, expected_sha256=None)
     assert not isinstance(longer.value, TruncatedError)
+
+
+def test_an_edited_domain_xml_is_caught(tmp_path: Path) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    xml = folder / "domain.xml"
+    doc = read_manifest(folder)
+    doc.pop("seal")
+    doc["domain"]["xml_sha256"] = hashlib.sha256(xml.read_bytes()).hexdigest()
+    write_manifest(folder, manifest.seal(doc))
+    assert verify_backup(folder, NoProgress()).ok
+    xml.write_text(xml.read_text().replace("web01", "evil"))
+    report = verify_backup(folder, NoProgress())
+    assert report.status == CORRUPT
+    assert "domain.xml was changed" in report.message
