@@ -155,6 +155,7 @@ def _select_disks(
                 hint=f"--exclude {guest.name}:{disk.target} backs up the rest",
             )
         else:
+            lvm.check_snapshottable(disk.volume)
             chosen.append(disk)
     if not chosen:
         raise UnsupportedDiskError("no LV disks to back up")

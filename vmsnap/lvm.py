@@ -21,6 +21,7 @@ from vmsnap.errors import (
     LvmError,
     NoSpaceError,
     NotFoundError,
+    UnsupportedDiskError,
     UsageError,
 )
 from vmsnap.models import LogicalVolume, VolumeGroup
@@ -115,18 +116,36 @@ def snapshot_name(vg: str, origin: str, run_id: str, kind: str = "vmsnap") -> st
     """
     suffix = f"-{kind}-{run_id}"
     name = origin + suffix
-    if len(name) <= NAME_MAX and len(dm_name(vg, name)) <= NAME_MAX:
+    if _fits(vg, name):
         return name
     digest = hashlib.sha256(origin.encode()).hexdigest()[:8]
     suffix = f"~{digest}{suffix}".replace("~", "_")
     prefix = origin
-    while prefix and (
-        len(prefix + suffix) > NAME_MAX or len(dm_name(vg, prefix + suffix)) > NAME_MAX
-    ):
+    while prefix and not _fits(vg, prefix + suffix):
         prefix = prefix[:-1]
     if not prefix:
         raise UsageError(f"volume group name {vg!r} is too long for a snapshot name")
     return prefix.rstrip("-") + suffix
+
+
+LAYER_SUFFIX = len("-real")  # device-mapper layers a COW snapshot adds: -real, -cow
+
+
+def _fits(vg: str, name: str) -> bool:
+    """Room for the name, its device-mapper name, and that name's layers."""
+    return len(name) <= NAME_MAX and len(dm_name(vg, name)) + LAYER_SUFFIX <= NAME_MAX
+
+
+def check_snapshottable(lv: LogicalVolume) -> None:
+    """A COW snapshot gives its origin a ``<vg>-<lv>-real`` device-mapper layer;
+    an LV whose name leaves no room for it cannot be snapshotted (LVM itself
+    would fail half-way, asking for manual intervention)."""
+    if not lv.is_thin and len(dm_name(lv.vg, lv.name)) + LAYER_SUFFIX > NAME_MAX:
+        raise UnsupportedDiskError(
+            f"{lv.full_name}: the name is too long for a COW snapshot (device-mapper "
+            f"names stop at {NAME_MAX} characters, and the origin needs a -real layer)",
+            hint="rename the LV (lvrename) to something shorter",
+        )
 
 
 def _percent(value: str) -> float | None:
@@ -248,12 +267,25 @@ def remove_volume(lv: LogicalVolume, *, attempts: int = REMOVE_ATTEMPTS) -> None
             delay = min(delay * 2, 4.0)
 
 
+def _remove_half_made(vg: str, name: str) -> None:
+    """A failed lvcreate can leave the LV in the metadata: remove it if so."""
+    with GATE.deferred():
+        left = find_volume(vg, name)
+        if left is not None:
+            log.warning("lvcreate failed but left %s behind: removing it", left.full_name)
+            remove_volume(left)
+
+
 def create_snapshot(
     origin: LogicalVolume, name: str, size: int | None, tags: tuple[str, ...]
 ) -> LogicalVolume:
     """``lvcreate`` and nothing else: this runs inside the quiesce window, so the
     snapshot's description is derived rather than read back with ``lvs``."""
-    runner.run(create_snapshot_argv(origin, name, size, tags), mutates=True)
+    try:
+        runner.run(create_snapshot_argv(origin, name, size, tags), mutates=True)
+    except CommandError:
+        _remove_half_made(origin.vg, name)
+        raise
     return LogicalVolume(
         vg=origin.vg,
         name=name,

@@ -103,14 +103,30 @@ def longest_lv_name() -> str:
     raise AssertionError("no long LV name accepted")
 
 
-def test_lv_name_at_the_length_limit(lab: Lab, tmp_path: Path) -> None:
+def test_lv_names_at_the_length_limit(lab: Lab, tmp_path: Path) -> None:
+    """The longest name that still leaves room for device-mapper's -real layer
+    is backed up (with a shortened, valid snapshot name); the longest name LVM
+    accepts at all cannot get a COW snapshot, and is refused up front."""
     longest = longest_lv_name()
-    disk = f"/dev/{VG}/{longest}"
-    uri = node_uri(tmp_path, [domain_xml("long", [disk_xml("vda", disk)])])
+    fits = "f" * (127 - len(VG) - 1 - len("-real"))
+    lab.lv(fits, 4)
     dest = tmp_path / "dest"
     dest.mkdir()
-    run = vmsnap("backup", "long", "--dest", str(dest), "--connect", uri)
+    uri = node_uri(
+        tmp_path,
+        [
+            domain_xml("fits", [disk_xml("vda", f"/dev/{VG}/{fits}")]),
+            domain_xml("long", [disk_xml("vda", f"/dev/{VG}/{longest}")]),
+        ],
+    )
+    run = vmsnap("backup", "fits", "--dest", str(dest), "--connect", uri)
     assert run.returncode == 0, run.stderr
+    if len(longest) > len(fits):
+        before = lv_names()
+        run = vmsnap("backup", "long", "--dest", str(dest), "--connect", uri)
+        assert run.returncode == 4, run.stderr
+        assert "too long" in run.stderr
+        assert lv_names() == before
     assert not lv_names("@vmsnap")
 
 
