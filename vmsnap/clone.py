@@ -206,7 +206,7 @@ def _from_guest(
     ]
     _check_new(conn, settings, disks)
     new_xml = clonexml.clone_xml(
-        dom.xml(), name=settings.new_name, disk_paths={d.target: d.path for d in disks}
+        dom.definition(), name=settings.new_name, disk_paths={d.target: d.path for d in disks}
     )
     tags = (lvm.TAG, f"{lvm.TAG}-clone")
     with ExitStack() as created:

@@ -8,6 +8,8 @@ import secrets
 import uuid
 import xml.etree.ElementTree as ET
 
+from vmsnap.errors import UnsupportedDiskError
+
 
 def _register_namespaces(xml: str) -> None:
     """Keep the template's namespace prefixes (qemu:, test:) on the way out."""
@@ -67,6 +69,18 @@ def clone_xml(
             devices.remove(disk)
         elif dev in disk_paths:
             _retarget_disk(disk, disk_paths[dev])
-    for mac in devices.findall("interface/mac"):
-        mac.set("address", new_mac(mac.get("address")))
+        elif _writable(disk):
+            raise UnsupportedDiskError(
+                f"disk {dev} of the template would be shared with the clone: "
+                "it is not one of the disks being copied"
+            )
+    for interface in devices.findall("interface"):
+        for runtime in interface.findall("target"):  # a tap name of the running template
+            interface.remove(runtime)
+        for mac in interface.findall("mac"):
+            mac.set("address", new_mac(mac.get("address")))
     return ET.tostring(root, encoding="unicode")
+
+
+def _writable(disk: ET.Element) -> bool:
+    return disk.get("device", "disk") not in ("cdrom", "floppy") and disk.find("readonly") is None

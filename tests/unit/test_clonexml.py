@@ -7,7 +7,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from vmsnap.clonexml import clone_xml, new_mac, uuid_of
+from vmsnap.errors import UnsupportedDiskError
 
 TEMPLATE = """<domain type='xen' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>tpl</name>
@@ -53,9 +56,23 @@ def test_new_identity_and_disks() -> None:
     assert root.findtext("memory") == "524288"
 
 
+def test_a_disk_that_is_not_copied_is_never_shared() -> None:
+    with pytest.raises(UnsupportedDiskError, match="xvdc"):
+        clone_xml(TEMPLATE, name="x", disk_paths={"xvda": "/a", "xvdb": "/b"})
+
+
+def test_runtime_tap_name_is_dropped() -> None:
+    live = TEMPLATE.replace(
+        "<source bridge='xenbr0'/>", "<source bridge='xenbr0'/><target dev='vif1.0'/>"
+    )
+    out = clone_xml(live, name="x", disk_paths={"xvda": "/a", "xvdb": "/b", "xvdc": "/c"})
+    assert "vif1.0" not in out
+
+
 def test_fresh_uuid_each_time() -> None:
-    a = uuid_of(clone_xml(TEMPLATE, name="a", disk_paths={}))
-    b = uuid_of(clone_xml(TEMPLATE, name="b", disk_paths={}))
+    paths = {"xvda": "/a", "xvdb": "/b", "xvdc": "/c"}
+    a = uuid_of(clone_xml(TEMPLATE, name="a", disk_paths=paths))
+    b = uuid_of(clone_xml(TEMPLATE, name="b", disk_paths=paths))
     assert a != b
     assert re.fullmatch(r"[0-9a-f-]{36}", a)
 
