@@ -31,7 +31,7 @@ from vmsnap.models import Disk, Guest, LogicalVolume, SizeSpec, human_size
 from vmsnap.progress import Progress
 from vmsnap.quiesce import QuiesceMode, Window, quiesced
 from vmsnap.snapstream import DiskResult, stream_snapshot
-from vmsnap.virt import Connection
+from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
 
@@ -271,6 +271,33 @@ def _staging(
             journal.forget_staging(staging)
 
 
+@contextmanager
+def guest_snapshots(
+    dom: Domain,
+    plan: GuestPlan,
+    mode: QuiesceMode,
+    *,
+    journal: Journal | None,
+    uri: str,
+    tags: tuple[str, ...],
+) -> Iterator[tuple[Window, list[LogicalVolume]]]:
+    """All of a guest's snapshots, taken in one quiesce window that holds nothing
+    else; the guest is released before the body runs, and every snapshot is
+    removed when it ends, however it ends.  Backup and clone both use this."""
+    with ExitStack() as snapshots:
+        with quiesced(dom, mode, journal, uri) as window:
+            snaps = [
+                snapshots.enter_context(lvm.snapshot(d.volume, d.snapshot_name, d.cow_size, tags))
+                for d in plan.disks
+            ]
+            faults.point("window")
+        faults.point("snapshotted")
+        log.info(
+            "%s: snapshots taken, quiesce %s for %.2f s", dom.name, window.used, window.seconds
+        )
+        yield window, snaps
+
+
 def run_guest(
     conn: Connection,
     result: GuestResult,
@@ -290,23 +317,10 @@ def run_guest(
         domain_xml = dom.definition().encode()
         store.write_file(staging / store.DOMAIN_XML, domain_xml)
         result.domain_xml_sha256 = hashlib.sha256(domain_xml).hexdigest()
-        with ExitStack() as snapshots:
-            with quiesced(dom, settings.quiesce, journal, conn.uri) as window:
-                snaps = [
-                    snapshots.enter_context(
-                        lvm.snapshot(d.volume, d.snapshot_name, d.cow_size, tags)
-                    )
-                    for d in plan.disks
-                ]
-                faults.point("window")
+        with guest_snapshots(
+            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=tags
+        ) as (window, snaps):
             result.window = window
-            faults.point("snapshotted")
-            log.info(
-                "%s: snapshots taken, quiesce %s for %.2f s",
-                dom.name,
-                window.used,
-                window.seconds,
-            )
             progress.job(dom.name, plan.total_bytes)
             for disk_plan, snap in zip(plan.disks, snaps, strict=True):
                 result.disks.append(

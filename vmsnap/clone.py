@@ -22,7 +22,7 @@ from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.models import LogicalVolume, SizeSpec
 from vmsnap.progress import Progress
-from vmsnap.quiesce import QuiesceMode, quiesced
+from vmsnap.quiesce import QuiesceMode
 from vmsnap.snapstream import check_snapshot_valid
 from vmsnap.virt import Connection
 
@@ -213,17 +213,9 @@ def _from_guest(
         targets = [
             created.enter_context(lvm.new_volume(d.vg, d.name, d.size, d.thin_pool)) for d in disks
         ]
-        with ExitStack() as snapshots:
-            with quiesced(dom, settings.quiesce, journal, conn.uri) as window:
-                snaps = [
-                    snapshots.enter_context(
-                        lvm.snapshot(p.volume, p.snapshot_name, p.cow_size, tags)
-                    )
-                    for p in plan.disks
-                ]
-            log.info(
-                "%s: snapshots taken, quiesce %s for %.2f s", dom.name, window.used, window.seconds
-            )
+        with backup.guest_snapshots(
+            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=tags
+        ) as (_window, snaps):
             progress.job(dom.name, plan.total_bytes)
             written = []
             for p, snap, lv in zip(plan.disks, snaps, targets, strict=True):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import re
 from dataclasses import dataclass
 
@@ -45,17 +44,6 @@ class VolumeGroup:
     size: int
     free: int
     extent_size: int
-
-
-class SourceType(enum.StrEnum):
-    BLOCK = "block"
-    FILE = "file"
-    NETWORK = "network"
-    VOLUME = "volume"
-    DIR = "dir"
-    NVME = "nvme"
-    VHOSTUSER = "vhostuser"
-    VHOSTVDPA = "vhostvdpa"
 
 
 @dataclass(frozen=True)
