@@ -35,7 +35,7 @@ from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_SNAPSHOT_SHARE = 20.0  # percent of the origin, for a COW snapshot
 MIN_SNAPSHOT_SHARE = 5.0  # below this a default-sized snapshot is refused
 DEFAULT_POOL_LIMIT = 90.0  # percent: a thin pool fuller than this is not snapshotted
@@ -237,7 +237,7 @@ def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, A
                 "target": d.target,
                 "volume": d.volume,
                 "size": d.size,
-                "sha256": d.sha256,
+                "chunk_sha256": d.chunk_sha256,
                 "image": d.image,
                 "compressed_size": d.compressed_size,
                 "snapshot": {

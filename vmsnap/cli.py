@@ -383,7 +383,7 @@ def _verify_json(report: verify.BackupReport) -> dict[str, Any]:
                 "status": str(d.status),
                 "message": d.message,
                 "size": d.size,
-                "sha256": d.sha256,
+                "chunk_sha256": d.chunk_sha256,
             }
             for d in report.disks
         ],
@@ -478,9 +478,8 @@ def restore_cmd(
         return
     for d in done:
         how = "new LV, sparse" if d.sparse else ("new LV" if d.created else "existing LV")
-        print(
-            f"{d.target}: restored onto {d.path} ({how}), {human_size(d.size)}, sha256 {d.sha256}"
-        )
+        size = human_size(d.size)
+        print(f"{d.target}: restored onto {d.path} ({how}), {size}, chunk sha256 {d.chunk_sha256}")
 
 
 # ---------------------------------------------------------------- clone
@@ -545,7 +544,7 @@ def clone_cmd(
     if no_define:
         print(result.xml)
     for d in result.disks:
-        print(f"{d.target}: {d.path}  {human_size(d.size)}  sha256 {d.sha256}")
+        print(f"{d.target}: {d.path}  {human_size(d.size)}  chunk sha256 {d.chunk_sha256}")
     state = (
         "started" if result.started else ("defined" if result.defined else f"written to {xml_path}")
     )
@@ -584,15 +583,19 @@ def image_load(
 
 
 def _report_stats(stats: imagecmd.StreamStats, as_json: bool, *, to_stdout: bool) -> None:
-    doc = {"size": stats.size, "sha256": stats.sha256, "compressed_size": stats.compressed_size}
+    doc = {
+        "size": stats.size,
+        "chunk_sha256": stats.chunk_sha256,
+        "compressed_size": stats.compressed_size,
+    }
     if as_json and not to_stdout:
         print(json.dumps(doc, indent=2))
     else:
         log.info(
-            "%s raw, %s compressed, sha256 %s",
+            "%s raw, %s compressed, chunk sha256 %s",
             human_size(stats.size),
             human_size(stats.compressed_size),
-            stats.sha256,
+            stats.chunk_sha256,
         )
 
 

@@ -8,7 +8,6 @@ snapshotted under the same quiesce rules as a backup and copied LV to LV.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsnap import backup, cleanup, clonexml, image, lvm, manifest, restore, store
+from vmsnap.digest import ChunkDigest
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
 from vmsnap.journal import Journal
@@ -100,7 +100,7 @@ def copy_volume(
     src_path: str, dst: LogicalVolume, size: int, *, sparse: bool, progress: Progress
 ) -> restore.RestoredDisk:
     """Raw copy of ``size`` bytes, LV to LV; zero chunks skipped on a sparse target."""
-    digest = hashlib.sha256()
+    digest = ChunkDigest()
     done = 0
     with open(src_path, "rb", buffering=0) as src, restore.open_device(dst.path) as (fd, cap):
         sink = restore.DeviceSink(fd, cap)
@@ -183,7 +183,13 @@ def _from_backup(
             stats = restore.write_image(disk, folder, lv, sparse=lv.is_thin, progress=progress)
             written.append(
                 restore.RestoredDisk(
-                    disk.target, lv.full_name, lv.path, stats.size, stats.sha256, True, lv.is_thin
+                    disk.target,
+                    lv.full_name,
+                    lv.path,
+                    stats.size,
+                    stats.chunk_sha256,
+                    True,
+                    lv.is_thin,
                 )
             )
         result = created.enter_context(_defined(conn, new_xml, settings))
@@ -231,7 +237,7 @@ def _from_guest(
                         copied.volume,
                         copied.path,
                         copied.size,
-                        copied.sha256,
+                        copied.chunk_sha256,
                         True,
                         copied.sparse,
                     )

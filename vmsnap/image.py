@@ -8,7 +8,6 @@ by the caller (the backup manifest), and checked again on the way back.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import IO, BinaryIO, Protocol, cast
 
 import zstandard
 
+from vmsnap.digest import ChunkDigest
 from vmsnap.errors import IntegrityError, TruncatedError
 from vmsnap.frames import FrameWalker
 
@@ -40,7 +40,7 @@ class Sink(Protocol):
 @dataclass(frozen=True)
 class StreamStats:
     size: int  # raw bytes
-    sha256: str  # of the raw bytes
+    chunk_sha256: str  # of the raw bytes, see vmsnap.digest
     compressed_size: int
 
 
@@ -97,7 +97,7 @@ def compress(
         level=level, threads=-1, write_checksum=True, write_content_size=True
     )
     counter = _CountingWriter(dst)
-    hasher = hashlib.sha256()
+    hasher = ChunkDigest()
     total = 0
     sink = cast("IO[bytes]", counter)  # it only needs write() and flush()
     writer = cctx.stream_writer(sink, size=-1 if size is None else size, closefd=False)
@@ -114,7 +114,7 @@ def compress(
         writer.flush(zstandard.FLUSH_FRAME)
     except zstandard.ZstdError as exc:  # the source grew past its declared size
         raise IntegrityError(f"source changed size while it was read: {exc}") from exc
-    return StreamStats(size=total, sha256=hasher.hexdigest(), compressed_size=counter.count)
+    return StreamStats(size=total, chunk_sha256=hasher.hexdigest(), compressed_size=counter.count)
 
 
 def declared_size(head: bytes) -> int | None:
@@ -151,7 +151,7 @@ def decompress(
     dst: Sink,
     *,
     expected_size: int | None = None,
-    expected_sha256: str | None = None,
+    expected_digest: str | None = None,
     sparse: bool = False,
     progress: ProgressFn = _noop,
 ) -> StreamStats:
@@ -167,7 +167,7 @@ def decompress(
         closefd=False,
     )
     sink = _ZeroSkipper(dst) if sparse else None
-    hasher = hashlib.sha256()
+    hasher = ChunkDigest()
     total = 0
     try:
         while chunk := read_full(reader, CHUNK):
@@ -182,18 +182,18 @@ def decompress(
     while counter.read(CHUNK):  # anything the decoder left unread is still walked
         pass
     counter.walker.finish()
-    stats = StreamStats(size=total, sha256=hasher.hexdigest(), compressed_size=counter.count)
-    check(stats, expected_size=expected_size, expected_sha256=expected_sha256)
+    stats = StreamStats(size=total, chunk_sha256=hasher.hexdigest(), compressed_size=counter.count)
+    check(stats, expected_size=expected_size, expected_digest=expected_digest)
     return stats
 
 
-def check(stats: StreamStats, *, expected_size: int | None, expected_sha256: str | None) -> None:
+def check(stats: StreamStats, *, expected_size: int | None, expected_digest: str | None) -> None:
     if expected_size is not None and stats.size != expected_size:
         short = stats.size < expected_size  # frames missing at the end: cut short
         error = TruncatedError if short else IntegrityError
         raise error(f"image decodes to {stats.size} bytes, {expected_size} expected (truncated?)")
-    if expected_sha256 is not None and stats.sha256 != expected_sha256:
-        raise IntegrityError(f"sha256 mismatch: {stats.sha256} != {expected_sha256}")
+    if expected_digest is not None and stats.chunk_sha256 != expected_digest:
+        raise IntegrityError(f"chunk sha256 mismatch: {stats.chunk_sha256} != {expected_digest}")
 
 
 class _CountingReader:

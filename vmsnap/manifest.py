@@ -22,7 +22,7 @@ from vmsnap.errors import IntegrityError, NotFoundError
 from vmsnap.store import DOMAIN_XML, MANIFEST, PARTIAL_SUFFIX
 
 FORMAT = "vmsnap-backup"
-KNOWN_VERSIONS = (1,)
+KNOWN_VERSIONS = (2,)
 SEAL_KEY = "seal"
 SEAL_PREFIX = "sha256:"
 SNAPSHOT_KINDS = ("thick", "thin")
@@ -37,7 +37,7 @@ class ManifestDisk:
     target: str
     volume: str
     size: int  # raw bytes: exactly what the image decodes to
-    sha256: str  # of those bytes
+    chunk_sha256: str  # of those bytes, see vmsnap.digest
     image: str  # a plain file name inside the backup folder
     compressed_size: int  # of the image file
     snapshot_kind: str  # thick or thin
@@ -271,14 +271,14 @@ def _disk(d: _Object) -> ManifestDisk:
         target=d.text("target"),
         volume=d.text("volume"),
         size=d.count("size"),
-        sha256=d.text("sha256"),
+        chunk_sha256=d.text("chunk_sha256"),
         image=d.text("image"),
         compressed_size=d.count("compressed_size"),
         snapshot_kind=snapshot.text("kind"),
         snapshot_size=snapshot.count_or_null("size"),
     )
-    if not _SHA256.fullmatch(disk.sha256):
-        raise IntegrityError(f"{d.name('sha256')} must be 64 lower-case hex digits")
+    if not _SHA256.fullmatch(disk.chunk_sha256):
+        raise IntegrityError(f"{d.name('chunk_sha256')} must be 64 lower-case hex digits")
     if disk.snapshot_kind not in SNAPSHOT_KINDS:
         raise IntegrityError(
             f"{d.name('snapshot.kind')} {disk.snapshot_kind!r} is not thick or thin"

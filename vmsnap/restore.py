@@ -41,7 +41,7 @@ class RestoredDisk:
     volume: str
     path: str
     size: int
-    sha256: str
+    chunk_sha256: str
     created: bool
     sparse: bool
 
@@ -95,7 +95,7 @@ def open_device(path: str) -> Iterator[tuple[int, int]]:
 def write_image(
     disk: ManifestDisk, directory: Path, target: LogicalVolume, *, sparse: bool, progress: Progress
 ) -> image.StreamStats:
-    """Decode one image onto ``target``, checking length and sha256 on the way."""
+    """Decode one image onto ``target``, checking length and digest on the way."""
     progress.item(f"{disk.target} -> {target.full_name}", disk.size)
     try:
         src = open(directory / disk.image, "rb")  # noqa: SIM115 - closed by the with below
@@ -107,7 +107,7 @@ def write_image(
                 src,
                 DeviceSink(fd, capacity),
                 expected_size=disk.size,
-                expected_sha256=disk.sha256,
+                expected_digest=disk.chunk_sha256,
                 sparse=sparse,
                 progress=progress.advance,
             )
@@ -176,7 +176,9 @@ def _restore_onto(
     assert settings.to is not None
     lv = _existing_target(settings.to, disk, settings.force)
     stats = write_image(disk, m.directory, lv, sparse=False, progress=progress)
-    return RestoredDisk(disk.target, lv.full_name, lv.path, stats.size, stats.sha256, False, False)
+    return RestoredDisk(
+        disk.target, lv.full_name, lv.path, stats.size, stats.chunk_sha256, False, False
+    )
 
 
 def _restore_new(
@@ -197,7 +199,7 @@ def _restore_new(
             stats = write_image(disk, m.directory, lv, sparse=sparse, progress=progress)
             done.append(
                 RestoredDisk(
-                    disk.target, lv.full_name, lv.path, stats.size, stats.sha256, True, sparse
+                    disk.target, lv.full_name, lv.path, stats.size, stats.chunk_sha256, True, sparse
                 )
             )
         created.pop_all()

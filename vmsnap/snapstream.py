@@ -25,7 +25,7 @@ class DiskResult:
     target: str
     volume: str
     size: int
-    sha256: str
+    chunk_sha256: str
     image: str
     compressed_size: int
     snapshot_kind: str
@@ -135,7 +135,7 @@ def stream_snapshot(
         target=target,
         volume=origin.full_name,
         size=stats.size,
-        sha256=stats.sha256,
+        chunk_sha256=stats.chunk_sha256,
         image=name,
         compressed_size=stats.compressed_size,
         snapshot_kind=snap.kind,

@@ -1,5 +1,5 @@
 """``vmsnap verify``: decode every image of a backup and check it against the
-manifest (length, sha256) and zstd's own frame checksums.
+manifest (length, chunk sha256) and zstd's own frame checksums.
 
 Needs neither libvirt nor LVM: only the backup folders.  Each disk is reported
 OK, CORRUPT (its bytes are wrong), MISSING (its image is gone) or INCOMPLETE
@@ -38,7 +38,7 @@ _WORST_FIRST = (DiskStatus.CORRUPT, DiskStatus.MISSING, DiskStatus.INCOMPLETE)
 
 @dataclass(frozen=True)
 class DiskReport:
-    """One disk; ``size`` and ``sha256`` are the manifest's: what the image must
+    """One disk; ``size`` and ``chunk_sha256`` are the manifest's: what the image must
     decode to (on failure, ``message`` says what it did)."""
 
     target: str
@@ -46,7 +46,7 @@ class DiskReport:
     status: DiskStatus
     message: str
     size: int
-    sha256: str
+    chunk_sha256: str
 
     @property
     def ok(self) -> bool:
@@ -71,7 +71,7 @@ class BackupReport:
 
 
 class _NullSink:
-    """Discards decoded bytes: verifying needs only their length and sha256."""
+    """Discards decoded bytes: verifying needs only their length and digest."""
 
     def write(self, data: bytes, /) -> int:
         return len(data)
@@ -98,7 +98,7 @@ def _open_image(path: Path) -> BinaryIO:
 
 
 def verify_disk(directory: Path, disk: ManifestDisk, progress: Progress) -> DiskReport:
-    """Decode one image, checking framing, zstd checksums, length and sha256."""
+    """Decode one image, checking framing, zstd checksums, length and digest."""
     try:
         src = _open_image(directory / disk.image)
     except FileNotFoundError:
@@ -122,7 +122,7 @@ def _decode(src: BinaryIO, disk: ManifestDisk, progress: Progress) -> DiskReport
             src,
             _NullSink(),
             expected_size=disk.size,
-            expected_sha256=disk.sha256,
+            expected_digest=disk.chunk_sha256,
             sparse=False,
             progress=progress.advance,
         )
@@ -153,7 +153,7 @@ def _disk_report(disk: ManifestDisk, status: DiskStatus, message: str) -> DiskRe
         status=status,
         message=message,
         size=disk.size,
-        sha256=disk.sha256,
+        chunk_sha256=disk.chunk_sha256,
     )
 
 

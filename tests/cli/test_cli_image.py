@@ -8,11 +8,15 @@ import json
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from clikit import VMSNAP, Main, no_traceback, one_line_error, vmsnap
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from unitkit import chunk_sha256
 
 from vmsnap.errors import ExitCode
 
@@ -64,7 +68,7 @@ def test_dump_and_load_round_trip(main: Main, src: Path, tmp_path: Path) -> None
     dumped = json.loads(stdout)
     assert dumped == {
         "size": len(data),
-        "sha256": sha256(data),
+        "chunk_sha256": chunk_sha256(data),
         "compressed_size": out.stat().st_size,
     }
     assert subprocess.run(["zstd", "-dc", str(out)], capture_output=True, check=True).stdout == data

@@ -33,6 +33,15 @@ def lv_names(select: str = "") -> set[str]:
     return {n.strip() for n in sh(*argv).stdout.split() if n.strip()}
 
 
+def chunk_sha256_of(path: str | Path) -> str:
+    """The manifest's digest of a device or file (see vmsnap.digest)."""
+    lines = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MiB):
+            lines.update(hashlib.sha256(chunk).hexdigest().encode() + b"\n")
+    return lines.hexdigest()
+
+
 def sha256_of(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -12,6 +12,7 @@ from labkit import (
     VG,
     Lab,
     MiB,
+    chunk_sha256_of,
     disk_xml,
     domain_xml,
     lv_names,
@@ -67,12 +68,12 @@ def test_backup_all_thick_thin_ext4(lab: Lab, tmp_path: Path) -> None:
 
     web = only_backup(dest, "web01")
     manifest = json.loads((web / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["domain"]["name"] == "web01"
     assert manifest["quiesce"]["mode"] == "freeze"  # the test driver answers fs-freeze
     assert manifest["quiesce"]["window_seconds"] >= 0
     disks = {d["target"]: d for d in manifest["disks"]}
-    assert disks["xvda"]["sha256"] == sums[root]
+    assert disks["xvda"]["chunk_sha256"] == chunk_sha256_of(root)
     assert disks["xvda"]["size"] == 24 * MiB
     assert disks["xvda"]["snapshot"]["kind"] == "thick"
     assert zstd_sha(web / "xvda.img.zst") == sums[root]

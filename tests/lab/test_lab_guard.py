@@ -12,6 +12,7 @@ from labkit import (
     VG,
     Lab,
     MiB,
+    chunk_sha256_of,
     disk_xml,
     domain_xml,
     lv_names,
@@ -46,6 +47,7 @@ def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> N
     os.environ["VMSNAP_GUARD_INTERVAL"] = "0.2"
     origin = lab.lv("grow", 32)
     before = sha256_of(origin)
+    before_digest = chunk_sha256_of(origin)
     uri = node_uri(tmp_path, [domain_xml("grow", [disk_xml("vda", origin)])])
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -63,7 +65,7 @@ def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> N
     disk = manifest["disks"][0]
     assert disk["snapshot"]["peak_fill_percent"] > 0
     assert disk["snapshot"]["extended"] > 0  # the guard grew it
-    assert disk["sha256"] == before  # and the image holds the snapshot-time bytes
+    assert disk["chunk_sha256"] == before_digest  # and the image holds the snapshot-time bytes
     assert sha256_of(origin) != before
 
 

@@ -35,7 +35,7 @@ def manifest_doc(guest: str, disks: list[dict[str, Any]]) -> dict[str, Any]:
     """An unsealed manifest, member for member as backup.manifest() makes it."""
     return {
         "format": "vmsnap-backup",
-        "format_version": 1,
+        "format_version": 2,
         "vmsnap_version": "0.1.0",
         "host": "kvm1.example.org",
         "domain": {
@@ -66,7 +66,7 @@ def write_image(folder: Path, target: str, data: bytes) -> dict[str, Any]:
         "target": target,
         "volume": f"vg0/{target}",
         "size": stats.size,
-        "sha256": stats.sha256,
+        "chunk_sha256": stats.chunk_sha256,
         "image": name,
         "compressed_size": stats.compressed_size,
         "snapshot": {"kind": "thick", "size": 4 * MiB},

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unitkit import chunk_sha256
 
 from vmsnap import image
 from vmsnap.errors import ExitCode, IntegrityError
@@ -61,12 +62,12 @@ def test_roundtrip_on_files(tmp_path: Path, size: int, kind: str) -> None:
 
     stats = compress_file(src, img)
     assert stats.size == size
-    assert stats.sha256 == hashlib.sha256(data).hexdigest()
+    assert stats.chunk_sha256 == chunk_sha256(data)
     assert stats.compressed_size == img.stat().st_size
     assert zstd_dc(img) == data
     assert image.declared_size(img.read_bytes()[:18]) == size
 
-    again = decompress_file(img, back, expected_size=size, expected_sha256=stats.sha256)
+    again = decompress_file(img, back, expected_size=size, expected_digest=stats.chunk_sha256)
     assert again == stats
     assert back.read_bytes() == data
 
@@ -241,17 +242,17 @@ def test_truncation_is_detected_through_short_reads(
         image.decompress(ShortReads(raw[: len(raw) // 2], most), io.BytesIO())
 
 
-def test_expected_size_and_sha256(sample: tuple[bytes, Path]) -> None:
+def test_expected_size_and_digest(sample: tuple[bytes, Path]) -> None:
     data, img = sample
     raw = img.read_bytes()
-    good = hashlib.sha256(data).hexdigest()
-    image.decompress(io.BytesIO(raw), io.BytesIO(), expected_size=len(data), expected_sha256=good)
+    good = chunk_sha256(data)
+    image.decompress(io.BytesIO(raw), io.BytesIO(), expected_size=len(data), expected_digest=good)
     with pytest.raises(IntegrityError, match="bytes"):
         image.decompress(io.BytesIO(raw), io.BytesIO(), expected_size=len(data) + 1)
     with pytest.raises(IntegrityError, match="bytes"):
         image.decompress(io.BytesIO(raw), io.BytesIO(), expected_size=len(data) - 1)
     with pytest.raises(IntegrityError, match="sha256"):
-        image.decompress(io.BytesIO(raw), io.BytesIO(), expected_sha256="0" * 64)
+        image.decompress(io.BytesIO(raw), io.BytesIO(), expected_digest="0" * 64)
 
 
 @pytest.mark.parametrize(("delivered", "size"), [(100, 200), (0, 200), (4 * MiB, 5 * MiB)])
@@ -293,7 +294,7 @@ def test_sparse_output_has_the_same_bytes_and_fewer_blocks(tmp_path: Path) -> No
     stats = decompress_file(img, sparse, sparse=True)
 
     assert stats.size == len(data)
-    assert stats.sha256 == hashlib.sha256(data).hexdigest()
+    assert stats.chunk_sha256 == chunk_sha256(data)
     assert sparse.stat().st_size == len(data)
     assert sparse.read_bytes() == data
     assert dense.read_bytes() == data

@@ -27,7 +27,7 @@ def doc() -> dict[str, Any]:
         "target": "vda",
         "volume": "vg0/web01-root",
         "size": 1024,
-        "sha256": "a" * 64,
+        "chunk_sha256": "a" * 64,
         "image": "vda.img.zst",
         "compressed_size": 99,
         "snapshot": {"kind": "thin", "size": None},
@@ -109,7 +109,7 @@ def test_load_a_backup(backup: Path) -> None:
     found = manifest.load(backup)
     doc = read_manifest(backup)
     assert found.directory == backup
-    assert (found.format_version, found.vmsnap_version) == (1, "0.1.0")
+    assert (found.format_version, found.vmsnap_version) == (2, "0.1.0")
     assert (found.domain_name, found.hypervisor, found.host) == ("web01", "kvm", "kvm1.example.org")
     assert found.domain_uuid == doc["domain"]["uuid"]
     assert found.created == "2026-11-27T04:23:19Z"
@@ -122,7 +122,7 @@ def test_load_a_backup(backup: Path) -> None:
         target="vda",
         volume="vg0/vda",
         size=entry["size"],
-        sha256=entry["sha256"],
+        chunk_sha256=entry["chunk_sha256"],
         image="vda.img.zst",
         compressed_size=(backup / "vda.img.zst").stat().st_size,
         snapshot_kind="thick",
@@ -188,9 +188,9 @@ def set_(key: str, value: object) -> Edit:
     [
         pytest.param(set_("format", "borg"), "format is 'borg', not 'vmsnap-backup'", id="format"),
         pytest.param(lambda d: d.pop("format"), "format is None", id="no-format"),
-        pytest.param(set_("format_version", 2), "format_version 2 is not one", id="version-2"),
+        pytest.param(set_("format_version", 3), "format_version 3 is not one", id="version-3"),
         pytest.param(set_("format_version", 0), "format_version 0", id="version-0"),
-        pytest.param(set_("format_version", "1"), "format_version '1'", id="version-str"),
+        pytest.param(set_("format_version", "2"), "format_version '2'", id="version-str"),
         pytest.param(set_("format_version", True), "format_version True", id="version-bool"),
         pytest.param(set_("format_version", 1.0), "format_version 1.0", id="version-float"),
         pytest.param(lambda d: d.pop("format_version"), "format_version None", id="no-version"),
@@ -202,7 +202,7 @@ def test_load_rejects_an_unknown_format(backup: Path, edit: Edit, match: str) ->
 
 
 def test_a_newer_version_gets_a_hint(backup: Path) -> None:
-    edit_manifest(backup, set_("format_version", 2), reseal=True)
+    edit_manifest(backup, set_("format_version", 3), reseal=True)
     assert reject(backup, "format_version").hint == "written by a newer vmsnap?"
 
 
@@ -214,7 +214,7 @@ def disk0(key: str, value: object) -> Edit:
     "edit",
     [
         pytest.param(lambda d: d["domain"].update(name="db01"), id="domain-name"),
-        pytest.param(disk0("sha256", "0" * 64), id="sha256"),
+        pytest.param(disk0("chunk_sha256", "0" * 64), id="chunk_sha256"),
         pytest.param(disk0("size", 1), id="size"),
         pytest.param(disk0("image", "vdb.img.zst"), id="image"),
         pytest.param(lambda d: d["disks"].pop(), id="a-disk-removed"),
@@ -268,8 +268,8 @@ def test_text_that_is_not_unicode_breaks_the_seal(backup: Path) -> None:
         pytest.param(disk0("size", 1.5), "must be an integer, not 1.5", id="size-float"),
         pytest.param(disk0("size", -1), "must not be negative", id="size-negative"),
         pytest.param(disk0("compressed_size", None), "compressed_size must be", id="csize-null"),
-        pytest.param(disk0("sha256", "A" * 64), "64 lower-case hex", id="sha-upper"),
-        pytest.param(disk0("sha256", "a" * 63), "64 lower-case hex", id="sha-short"),
+        pytest.param(disk0("chunk_sha256", "A" * 64), "64 lower-case hex", id="sha-upper"),
+        pytest.param(disk0("chunk_sha256", "a" * 63), "64 lower-case hex", id="sha-short"),
         pytest.param(
             disk0("snapshot", {"kind": "qcow2", "size": None}),
             r"disks\[0\].snapshot.kind 'qcow2' is not thick or thin",

@@ -102,7 +102,9 @@ def test_a_good_backup_is_ok(backup: Path) -> None:
         ("vda", "vda.img.zst", OK, "OK"),
         ("vdb", "vdb.img.zst", OK, "OK"),
     ]
-    assert [(d.size, d.sha256) for d in report.disks] == [(d.size, d.sha256) for d in found.disks]
+    assert [(d.size, d.chunk_sha256) for d in report.disks] == [
+        (d.size, d.chunk_sha256) for d in found.disks
+    ]
     assert exit_code([report]) == ExitCode.OK
     for disk in found.disks:  # the zstd CLI agrees
         assert zstd_t(backup / disk.image) == 0
@@ -227,7 +229,7 @@ def test_an_image_swapped_for_another_is_corrupt(backup: Path) -> None:
     (backup / "vda.img.zst").write_bytes((backup / "vdb.img.zst").read_bytes())
     report = check(backup)
     assert report.disks[0].status is CORRUPT
-    assert "sha256 mismatch" in report.disks[0].message
+    assert "chunk sha256 mismatch" in report.disks[0].message
 
 
 def test_garbage_after_the_last_frame_is_corrupt(backup: Path) -> None:
@@ -285,19 +287,19 @@ def test_an_edited_domain_name_breaks_the_seal(backup: Path) -> None:
     assert exit_code([report]) == ExitCode.INTEGRITY
 
 
-def test_an_edited_sha256_breaks_the_seal(backup: Path) -> None:
-    edit_manifest(backup, lambda d: d["disks"][0].update(sha256="0" * 64))
+def test_an_edited_digest_breaks_the_seal(backup: Path) -> None:
+    edit_manifest(backup, lambda d: d["disks"][0].update(chunk_sha256="0" * 64))
     report = check(backup)
     assert not report.manifest_ok
     assert "seal" in report.message
 
 
-def test_an_edited_sha256_with_a_recomputed_seal_is_corrupt(backup: Path) -> None:
-    edit_manifest(backup, lambda d: d["disks"][0].update(sha256="0" * 64), reseal=True)
+def test_an_edited_digest_with_a_recomputed_seal_is_corrupt(backup: Path) -> None:
+    edit_manifest(backup, lambda d: d["disks"][0].update(chunk_sha256="0" * 64), reseal=True)
     report = check(backup)
     assert report.manifest_ok
     assert statuses(report) == {"vda": CORRUPT, "vdb": OK}
-    assert "sha256 mismatch" in report.disks[0].message
+    assert "chunk sha256 mismatch" in report.disks[0].message
 
 
 @pytest.mark.parametrize(("delta", "status"), [(1, INCOMPLETE), (-1, CORRUPT)])
@@ -320,11 +322,11 @@ def test_an_edited_compressed_size_with_a_recomputed_seal_is_corrupt(backup: Pat
 
 
 def test_an_unknown_format_version_is_rejected(backup: Path) -> None:
-    edit_manifest(backup, lambda d: d.update(format_version=2), reseal=True)
+    edit_manifest(backup, lambda d: d.update(format_version=3), reseal=True)
     report = check(backup)
     assert not report.manifest_ok
     assert report.status is CORRUPT
-    assert "format_version 2 is not one this vmsnap reads (1)" in report.message
+    assert "format_version 3 is not one this vmsnap reads (2)" in report.message
 
 
 def test_an_image_outside_the_folder_is_rejected_unread(backup: Path) -> None:
@@ -355,7 +357,7 @@ def test_an_unsealed_manifest_is_rejected(tmp_path: Path) -> None:
             "target": d.target,
             "volume": d.volume,
             "size": d.size,
-            "sha256": d.sha256,
+            "chunk_sha256": d.chunk_sha256,
             "image": d.image,
             "compressed_size": d.compressed_size,
             "snapshot": {"kind": d.snapshot_kind, "size": d.snapshot_size},
@@ -465,12 +467,12 @@ def test_statuses_are_json_friendly_strings() -> None:
 
 
 def test_truncation_is_an_integrity_error_of_its_own() -> None:
-    stats = image.StreamStats(size=10, sha256="0" * 64, compressed_size=5)
+    stats = image.StreamStats(size=10, chunk_sha256="0" * 64, compressed_size=5)
     with pytest.raises(TruncatedError) as info:
-        image.check(stats, expected_size=11, expected_sha256=None)
+        image.check(stats, expected_size=11, expected_digest=None)
     assert info.value.exit_code == ExitCode.INTEGRITY
     with pytest.raises(IntegrityError) as longer:
-        image.check(stats, expected_size=9, expected_sha256=None)
+        image.check(stats, expected_size=9, expected_digest=None)
     assert not isinstance(longer.value, TruncatedError)
 
 
