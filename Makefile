@@ -2,17 +2,21 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-host test-lab lint check clean
+.PHONY: setup demo test test-host test-agent test-lab lint check clean
 
 setup:
 	bash tests/setup-host.sh
 
-## The whole suite: lint, host tests, then the lab tests in one VM boot.
-test: setup lint test-host test-lab
+## The whole suite: lint, host tests, the guest-agent tier, then the lab tests in one VM boot.
+test: setup lint test-host test-agent test-lab
 
 ## Quick: host-only tests (no VM), for iterating.
 test-host: setup
-	$(PY) -m pytest -m "not lab" tests -q
+	$(PY) -m pytest -m "not lab and not agent" tests -q
+
+## The freeze path against a real libvirtd and qemu-guest-agent in a TCG guest (about a minute).
+test-agent: setup
+	bash tests/agent/run -q
 
 ## Lab tests only: boots a real kernel with device-mapper under qemu.
 test-lab: setup

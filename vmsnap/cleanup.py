@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import journal, lvm, store, virt
+from vmsnap import journal, lvm, quiesce, store, virt
 from vmsnap.errors import LeftBehindError, VmsnapError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ def _release_guest(
             report.resumed.append(entry.name)
         elif entry.action == "freeze" and state in virt.RUNNING_STATES:
             if not dry_run:
+                dom.set_agent_timeout(quiesce.agent_timeout())
                 dom.thaw()
             report.thawed.append(entry.name)
 

@@ -8,19 +8,33 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError
+from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError, UsageError
 from vmsnap.journal import GuestEntry, Journal
 from vmsnap.signals import GATE
-from vmsnap.virt import RUNNING_STATES, AgentUnavailable, Domain
+from vmsnap.virt import RUNNING_STATES, AgentTimeout, AgentUnavailable, Domain
 
 log = logging.getLogger(__name__)
 
-AGENT_TIMEOUT = 30  # seconds a guest-agent call may block
+AGENT_TIMEOUT = 30  # seconds a guest-agent call may block (VMSNAP_AGENT_TIMEOUT)
+THAW_PAUSE = 0.5  # seconds between attempts to thaw after a freeze timed out
+
+
+def agent_timeout() -> int:
+    """``VMSNAP_AGENT_TIMEOUT`` tunes it (the agent tests use it)."""
+    text = os.environ.get("VMSNAP_AGENT_TIMEOUT", str(AGENT_TIMEOUT))
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise UsageError(f"VMSNAP_AGENT_TIMEOUT={text!r} is not a whole number of seconds")
+    return seconds
 
 
 class QuiesceMode(enum.StrEnum):
@@ -58,14 +72,44 @@ class _Recorder:
 
 
 def _freeze(dom: Domain, window: Window, rec: _Recorder) -> None:
-    dom.set_agent_timeout(AGENT_TIMEOUT)
+    timeout = agent_timeout()
+    dom.set_agent_timeout(timeout)
     rec.intend("freeze")
     try:
         window.frozen_filesystems = dom.freeze()
+    except AgentTimeout as exc:
+        _thaw_after_timeout(dom, timeout, exc)
+        rec.done()
+        raise AgentUnavailable(
+            f"guest agent of {dom.name} did not answer fs-freeze within {timeout} s; "
+            "thawed it again"
+        ) from exc
     except LibvirtError:
         rec.done()
         raise
     window.used = "freeze"
+
+
+def _thaw_after_timeout(dom: Domain, timeout: int, exc: AgentTimeout) -> None:
+    """A freeze the agent did not answer in time may still happen in the guest:
+    thaw until a thaw is answered (the agent answers in order, so that thaw
+    comes after the freeze), for up to ``timeout`` seconds more.  Failing that,
+    the guest may be frozen: the journal keeps it for ``vmsnap cleanup``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            thawed = dom.thaw()
+            log.debug("thawed %d filesystems of %s after the freeze timed out", thawed, dom.name)
+            return
+        except LibvirtError as thaw_exc:
+            log.debug("%s", thaw_exc)
+            if time.monotonic() >= deadline:
+                raise LeftBehindError(
+                    f"guest agent of {dom.name} did not answer fs-freeze within {timeout} s, "
+                    f"nor fs-thaw in the {timeout} s after: {dom.name} may be left frozen",
+                    hint="vmsnap cleanup thaws it once its agent answers",
+                ) from exc
+        time.sleep(THAW_PAUSE)
 
 
 def _pause(dom: Domain, window: Window, rec: _Recorder) -> None:

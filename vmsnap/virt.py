@@ -44,8 +44,17 @@ _NO_AGENT = frozenset(
 )
 
 
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
 class AgentUnavailable(LibvirtError):
-    """The guest agent is not configured, not connected or does not answer."""
+    """The guest agent is not configured, not connected or refused: the command
+    did not take effect in the guest."""
+
+
+class AgentTimeout(LibvirtError):
+    """A connected guest agent did not answer in time: the command may still
+    take effect in the guest later (a freeze, for one)."""
 
 
 def _silence_default_handler() -> None:
@@ -204,14 +213,37 @@ class Domain:
         try:
             return int(self._dom.fsFreeze(None, 0))
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() in _NO_AGENT:
-                raise AgentUnavailable(
-                    f"guest agent of {self.name} unavailable: {_message(exc)}"
-                ) from exc
-            raise LibvirtError(f"freezing {self.name}: {_message(exc)}") from exc
+            raise self._agent_error("freezing", exc) from exc
 
     def thaw(self) -> int:
-        return int(self._call("thawing", self._dom.fsThaw, None, 0))
+        """fs-thaw through the guest agent; the number of filesystems thawed
+        (0 when none was frozen)."""
+        try:
+            return int(self._dom.fsThaw(None, 0))
+        except libvirt.libvirtError as exc:
+            raise self._agent_error("thawing", exc) from exc
+
+    def _agent_error(self, what: str, exc: libvirt.libvirtError) -> LibvirtError:
+        code = exc.get_error_code()
+        # libvirt says "not responding" both for an agent it never reached and
+        # for one that took the command and then timed out: the channel's state
+        # tells them apart (an agent that is not connected was never reached)
+        if code == libvirt.VIR_ERR_AGENT_UNRESPONSIVE and self.agent_channel() not in (
+            None,
+            "disconnected",
+        ):
+            return AgentTimeout(f"guest agent of {self.name} did not answer: {_message(exc)}")
+        if code in _NO_AGENT:
+            return AgentUnavailable(f"guest agent of {self.name} unavailable: {_message(exc)}")
+        return LibvirtError(f"{what} {self.name}: {_message(exc)}")
+
+    def agent_channel(self) -> str | None:
+        """The guest-agent channel's state in the live XML ("connected",
+        "disconnected"; "" when libvirt does not say); None without a channel."""
+        try:
+            return parse_agent_channel(str(self._dom.XMLDesc(0)))
+        except libvirt.libvirtError:
+            return ""
 
     def set_agent_timeout(self, seconds: int) -> None:
         """Bound how long a guest-agent call may block; best effort."""
@@ -256,6 +288,15 @@ def _source_of(
         return src.get("name") or src.get("protocol"), None, None
     path = src.get("dev") or src.get("file") or src.get("dir")
     return path, None, None
+
+
+def parse_agent_channel(xml: str) -> str | None:
+    """The state of the guest-agent channel in a domain's XML; None without one."""
+    root = ET.fromstring(xml)
+    for target in root.findall("./devices/channel/target"):
+        if target.get("name") == AGENT_CHANNEL:
+            return target.get("state", "")
+    return None
 
 
 def parse_logical_pool(xml: str) -> str | None:
