@@ -10,6 +10,7 @@ packages=(
   libvirt-dev libvirt-clients pkg-config gcc python3-dev  # libvirt-python builds from source
   libvirt-daemon libvirt-daemon-driver-qemu qemu-guest-agent
   qemu-system-x86 linux-image-amd64 busybox-static       # the lab: a real kernel under TCG
+  cpio                                                    # the agent tier packs its guest's initramfs
   mandoc libxml2-utils                                    # man page lint; virt-xml-validate
 )
 missing=()
