@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsnap import backup, cleanup, clonexml, image, lvm, manifest, restore, store
+from vmsnap.devio import open_device
 from vmsnap.digest import ChunkDigest
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
@@ -102,8 +103,7 @@ def copy_volume(
     """Raw copy of ``size`` bytes, LV to LV; zero chunks skipped on a sparse target."""
     digest = ChunkDigest()
     done = 0
-    with open(src_path, "rb", buffering=0) as src, restore.open_device(dst.path) as (fd, cap):
-        sink = restore.DeviceSink(fd, cap)
+    with open(src_path, "rb", buffering=0) as src, open_device(dst.path) as sink:
         try:
             while done < size and (chunk := image.read_full(src, min(image.CHUNK, size - done))):
                 digest.update(chunk)

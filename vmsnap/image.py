@@ -1,27 +1,48 @@
-"""The image format: a raw volume as a plain zstd stream.
+"""The image format: a raw volume as a plain zstd stream (vmsnap-format(5)).
 
-``zstd -dc IMAGE`` gives back exactly the bytes of the volume.  Frames carry
-zstd's content checksum and, when the size is known, the content size; the
-sha256 of the raw bytes and their length are computed on the way and recorded
-by the caller (the backup manifest), and checked again on the way back.
+``zstd -dc IMAGE`` gives back exactly the bytes of the volume.  The stream is a
+small skippable header frame (the raw size), then one zstd frame per 4 MiB
+chunk, each with its content size and zstd's checksum.  Independent frames let
+both directions run on all cores: chunks are compressed and hashed by worker
+threads (python-zstandard and hashlib release the GIL) while the main thread
+reads and writes in order.  An all-zero chunk is not compressed at all: it
+becomes a precomputed frame, and on the way back that frame is recognised and
+skipped (a hole in a sparse target).  The digest recorded by the caller is the
+chunked sha256 of vmsnap.digest, checked again on the way back with the length.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol
 
 import zstandard
 
-from vmsnap.digest import ChunkDigest
+from vmsnap.digest import CHUNK, ZERO_CHUNK, ZERO_CHUNK_HEX, ChunkDigest, chunk_hex
 from vmsnap.errors import IntegrityError, TruncatedError
-from vmsnap.frames import FrameWalker
+from vmsnap.frames import (
+    HEADER_MAGIC,
+    FrameSplitter,
+    ImageHeader,
+    Streamed,
+    Whole,
+    header_frame,
+    parse_header,
+)
 
-CHUNK = 4 << 20
+__all__ = ["CHUNK", "DEFAULT_LEVEL", "HEAD_BYTES", "StreamStats", "compress", "decompress"]
+
 DEFAULT_LEVEL = 3
+HEAD_BYTES = 32  # enough of an image's start for declared_size()
+WHOLE_LIMIT = 4 * CHUNK  # larger frames (other writers' images) are streamed
 ProgressFn = Callable[[int], None]
 
 
@@ -44,24 +65,26 @@ class StreamStats:
     compressed_size: int
 
 
-class _CountingWriter:
-    """Counts what passes through to ``target`` (the compressed size)."""
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk on its way: raw ``data`` (None for zeros) or a ``frame``."""
 
-    def __init__(self, target: BinaryIO) -> None:
-        self.target = target
-        self.count = 0
+    length: int
+    hexdigest: str | None  # of the raw bytes, when the worker computed it
+    data: bytes | None = None
+    frame: bytes = b""
 
-    def write(self, data: bytes) -> int:
-        written = self.target.write(data)
-        self.count += len(data)
-        return written if written is not None else len(data)
-
-    def flush(self) -> None:
-        self.target.flush()
+    @property
+    def zero(self) -> bool:
+        return self.data is None and not self.frame
 
 
 def _noop(_n: int) -> None:
     return None
+
+
+def workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def read_full(src: Readable, size: int) -> bytes:
@@ -80,6 +103,81 @@ def read_full(src: Readable, size: int) -> bytes:
     return b"".join(parts)
 
 
+class _InOrder:
+    """Work handed to a thread pool, results taken back in submission order,
+    with a bounded number in flight (this bounds memory)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, depth: int) -> None:
+        self.pool, self.depth = pool, depth
+        self.queue: deque[Future[_Chunk] | _Chunk] = deque()
+
+    def submit(self, fn: Callable[[bytes], _Chunk], arg: bytes) -> Iterator[_Chunk]:
+        self.queue.append(self.pool.submit(fn, arg))
+        return self._ready()
+
+    def put(self, item: _Chunk) -> Iterator[_Chunk]:
+        self.queue.append(item)
+        return self._ready()
+
+    def _ready(self) -> Iterator[_Chunk]:
+        while len(self.queue) > self.depth or (self.queue and _done(self.queue[0])):
+            yield _result(self.queue.popleft())
+
+    def drain(self) -> Iterator[_Chunk]:
+        while self.queue:
+            yield _result(self.queue.popleft())
+
+
+def _done(item: Future[_Chunk] | _Chunk) -> bool:
+    return not isinstance(item, Future) or item.done()
+
+
+def _result(item: Future[_Chunk] | _Chunk) -> _Chunk:
+    return item.result() if isinstance(item, Future) else item
+
+
+@contextmanager
+def _in_order() -> Iterator[_InOrder]:
+    n = workers()
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vmsnap-zstd")
+    try:
+        yield _InOrder(pool, depth=2 * n + 2)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---------------------------------------------------------------- compress
+
+
+@functools.cache
+def zero_frame(length: int = CHUNK) -> bytes:
+    """The frame written for an all-zero chunk (and recognised on reading)."""
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
+    return cctx.compress(bytes(length))
+
+
+class _Packer:
+    """Compresses and hashes chunks; one compressor per worker thread."""
+
+    def __init__(self, level: int) -> None:
+        self.level = level
+        self.local = threading.local()
+
+    def __call__(self, chunk: bytes) -> _Chunk:
+        cctx = getattr(self.local, "cctx", None)
+        if cctx is None:
+            cctx = zstandard.ZstdCompressor(
+                level=self.level, write_checksum=True, write_content_size=True
+            )
+            self.local.cctx = cctx
+        return _Chunk(len(chunk), chunk_hex(chunk), frame=cctx.compress(chunk))
+
+
+def _chunks(src: Readable) -> Iterator[bytes]:
+    while chunk := read_full(src, CHUNK):
+        yield chunk
+
+
 def compress(
     src: Readable,
     dst: BinaryIO,
@@ -88,37 +186,52 @@ def compress(
     size: int | None = None,
     progress: ProgressFn = _noop,
 ) -> StreamStats:
-    """Stream ``src`` into ``dst`` as zstd, hashing the raw bytes on the way.
+    """Stream ``src`` into ``dst`` as an image, digesting the raw bytes on the way.
 
-    Compression runs on all cores (python-zstandard releases the GIL).  When
-    ``size`` is given it goes into the frame header and is checked at the end.
+    When ``size`` is given it goes into the image header and is checked at the
+    end: a source that is shorter or longer is an error.
     """
-    cctx = zstandard.ZstdCompressor(
-        level=level, threads=-1, write_checksum=True, write_content_size=True
-    )
-    counter = _CountingWriter(dst)
-    hasher = ChunkDigest()
-    total = 0
-    sink = cast("IO[bytes]", counter)  # it only needs write() and flush()
-    writer = cctx.stream_writer(sink, size=-1 if size is None else size, closefd=False)
-    # No with-block: on an error, closing the frame would raise "Src size is
-    # incorrect" and hide the real cause; an unfinished frame is simply dropped.
-    try:
-        while chunk := read_full(src, CHUNK):
-            hasher.update(chunk)
-            writer.write(chunk)
-            total += len(chunk)
-            progress(len(chunk))
-        if size is not None and total != size:
-            raise IntegrityError(f"read {total} bytes where {size} were expected")
-        writer.flush(zstandard.FLUSH_FRAME)
-    except zstandard.ZstdError as exc:  # the source grew past its declared size
-        raise IntegrityError(f"source changed size while it was read: {exc}") from exc
-    return StreamStats(size=total, chunk_sha256=hasher.hexdigest(), compressed_size=counter.count)
+    pack = _Packer(level)
+    digest = ChunkDigest()
+    written = dst.write(header_frame(size, CHUNK)) or 0
+
+    def emit(chunk: _Chunk) -> None:
+        nonlocal written
+        frame = chunk.frame or zero_frame()
+        dst.write(frame)
+        written += len(frame)
+        digest.add_chunk(chunk.hexdigest or ZERO_CHUNK_HEX, chunk.length)
+        progress(chunk.length)
+
+    with _in_order() as work:
+        for raw in _chunks(src):
+            if raw == ZERO_CHUNK:  # a memcmp: zero runs cost only their reading
+                done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))
+            else:
+                done = work.submit(pack, raw)
+            for chunk in done:
+                emit(chunk)
+        for chunk in work.drain():
+            emit(chunk)
+    if digest.size == 0:  # an empty volume is still one (empty) zstd frame
+        written += dst.write(pack(b"").frame) or 0
+    _check_source_size(digest.size, size)
+    return StreamStats(digest.size, digest.hexdigest(), written)
+
+
+def _check_source_size(total: int, size: int | None) -> None:
+    if size is not None and total < size:
+        raise IntegrityError(f"read {total} bytes where {size} were expected")
+    if size is not None and total > size:
+        raise IntegrityError(f"source changed size while it was read: {total} bytes, not {size}")
 
 
 def declared_size(head: bytes) -> int | None:
-    """The content size in the first frame's header, if written there."""
+    """The raw size an image declares in its first bytes: the vmsnap header's,
+    or a plain zstd stream's first frame content size (a lower bound)."""
+    if len(head) >= 8 and int.from_bytes(head[:4], "little") == HEADER_MAGIC:
+        header = parse_header(head[8 : 8 + int.from_bytes(head[4:8], "little")])
+        return None if header is None else header.size
     try:
         params = zstandard.get_frame_parameters(head)
     except zstandard.ZstdError as exc:
@@ -127,23 +240,74 @@ def declared_size(head: bytes) -> int | None:
     return None if size == zstandard.CONTENTSIZE_UNKNOWN else size
 
 
-class _ZeroSkipper:
-    """Writes to a fresh regular file, seeking over all-zero chunks (sparse)."""
+# ---------------------------------------------------------------- decompress
 
-    def __init__(self, target: Sink) -> None:
-        self.target = target
+
+class _Unpacker:
+    """Decodes whole frames and hashes full chunks; one context per worker."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    def __call__(self, frame: bytes) -> _Chunk:
+        dctx = getattr(self.local, "dctx", None)
+        if dctx is None:
+            dctx = self.local.dctx = zstandard.ZstdDecompressor()
+        try:
+            data = dctx.decompress(frame)
+        except zstandard.ZstdError as exc:
+            raise IntegrityError(f"corrupt image: {exc}") from exc
+        if len(data) == CHUNK and data == ZERO_CHUNK:
+            return _Chunk(CHUNK, ZERO_CHUNK_HEX)
+        return _Chunk(len(data), chunk_hex(data) if len(data) == CHUNK else None, data=data)
+
+
+class _Output:
+    """Writes decoded bytes in order; zero chunks become holes when the target
+    is known to read zeros (a new file, a new thin LV)."""
+
+    def __init__(self, dst: Sink, digest: ChunkDigest, *, sparse: bool) -> None:
+        self.dst, self.digest, self.sparse = dst, digest, sparse
         self.position = 0
 
-    def write(self, data: bytes) -> int:
-        if data.count(0) == len(data):
-            self.target.seek(len(data), os.SEEK_CUR)
+    def chunk(self, chunk: _Chunk) -> None:
+        if chunk.zero:
+            self._zeros(chunk.length)
         else:
-            self.target.write(data)
+            assert chunk.data is not None
+            self.dst.write(chunk.data)
+        aligned = self.digest.aligned and chunk.length == CHUNK
+        if aligned and chunk.hexdigest is not None:
+            self.digest.add_chunk(chunk.hexdigest, chunk.length)
+        else:
+            self.digest.update(chunk.data if chunk.data is not None else bytes(chunk.length))
+        self.position += chunk.length
+
+    def raw(self, data: bytes) -> None:
+        """Bytes from a streamed frame, any length."""
+        if self.sparse and data.count(0) == len(data):
+            self._zeros(len(data))
+        else:
+            self.dst.write(data)
+        self.digest.update(data)
         self.position += len(data)
-        return len(data)
+
+    def _zeros(self, length: int) -> None:
+        if self.sparse:
+            self.dst.seek(length, os.SEEK_CUR)
+        else:
+            self.dst.write(ZERO_CHUNK[:length] if length < CHUNK else ZERO_CHUNK)
 
     def finish(self) -> None:
-        self.target.truncate(self.position)
+        if self.sparse:
+            self.dst.truncate(self.position)  # a final hole still counts
+
+
+def _stream(frame: Streamed, out: _Output) -> None:
+    dobj = zstandard.ZstdDecompressor().decompressobj()
+    for piece in frame.pieces:  # at most one block each: bounded output
+        if data := dobj.decompress(piece):
+            out.raw(data)
 
 
 def decompress(
@@ -155,36 +319,55 @@ def decompress(
     sparse: bool = False,
     progress: ProgressFn = _noop,
 ) -> StreamStats:
-    """Decode ``src`` into ``dst``; check zstd checksums, length and sha256.
+    """Decode ``src`` into ``dst``; check framing, zstd checksums, length and
+    digest.  ``sparse`` is only for a target known to read zeros."""
+    frames = FrameSplitter(src, whole_limit=WHOLE_LIMIT)
+    digest = ChunkDigest()
+    out = _Output(dst, digest, sparse=sparse)
+    unpack = _Unpacker()
 
-    ``sparse`` is only for a target known to read zeros (a new file): zero
-    chunks are skipped rather than written.
-    """
-    counter = _CountingReader(src)
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        cast("IO[bytes]", counter),  # it only needs read()
-        read_across_frames=True,
-        closefd=False,
-    )
-    sink = _ZeroSkipper(dst) if sparse else None
-    hasher = ChunkDigest()
-    total = 0
+    def emit(chunk: _Chunk) -> None:
+        out.chunk(chunk)
+        progress(chunk.length)
+
     try:
-        while chunk := read_full(reader, CHUNK):
-            hasher.update(chunk)
-            (sink or dst).write(chunk)
-            total += len(chunk)
-            progress(len(chunk))
+        with _in_order() as work:
+            for frame in frames:
+                if isinstance(frame, Whole) and frame.data == zero_frame(frame.content_size):
+                    done = work.put(_Chunk(frame.content_size, _zero_hex(frame.content_size)))
+                elif isinstance(frame, Whole):
+                    done = work.submit(unpack, frame.data)
+                else:
+                    done = work.drain()  # everything before it goes first
+                for chunk in done:
+                    emit(chunk)
+                if isinstance(frame, Streamed):
+                    before = out.position
+                    _stream(frame, out)
+                    progress(out.position - before)
+            for chunk in work.drain():
+                emit(chunk)
     except zstandard.ZstdError as exc:
         raise IntegrityError(f"corrupt image: {exc}") from exc
-    if sink is not None:
-        sink.finish()
-    while counter.read(CHUNK):  # anything the decoder left unread is still walked
-        pass
-    counter.walker.finish()
-    stats = StreamStats(size=total, chunk_sha256=hasher.hexdigest(), compressed_size=counter.count)
+    out.finish()
+    stats = StreamStats(digest.size, digest.hexdigest(), frames.consumed)
     check(stats, expected_size=expected_size, expected_digest=expected_digest)
+    _check_header(frames.header, digest.size)
     return stats
+
+
+def _check_header(header: ImageHeader | None, size: int) -> None:
+    """A vmsnap header must agree with what the frames decoded to."""
+    if header is None:
+        return
+    if header.chunk != CHUNK:
+        raise IntegrityError(f"image header: chunk size {header.chunk}, expected {CHUNK}")
+    if header.size is not None and header.size != size:
+        raise IntegrityError(f"image header declares {header.size} bytes, decoded {size}")
+
+
+def _zero_hex(length: int) -> str | None:
+    return ZERO_CHUNK_HEX if length == CHUNK else None
 
 
 def check(stats: StreamStats, *, expected_size: int | None, expected_digest: str | None) -> None:
@@ -194,21 +377,6 @@ def check(stats: StreamStats, *, expected_size: int | None, expected_digest: str
         raise error(f"image decodes to {stats.size} bytes, {expected_size} expected (truncated?)")
     if expected_digest is not None and stats.chunk_sha256 != expected_digest:
         raise IntegrityError(f"chunk sha256 mismatch: {stats.chunk_sha256} != {expected_digest}")
-
-
-class _CountingReader:
-    """Counts compressed bytes read and walks their framing (see frames.py)."""
-
-    def __init__(self, source: Readable) -> None:
-        self.source = source
-        self.count = 0
-        self.walker = FrameWalker()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size)
-        self.walker.feed(data)
-        self.count += len(data)
-        return data
 
 
 def device_size(fd: int) -> int | None:

@@ -20,8 +20,6 @@ from vmsnap.progress import Progress
 
 __all__ = ["StreamStats", "dump", "load"]
 
-HEADER_MAX = 18  # ZSTD_FRAMEHEADERSIZE_MAX: enough to read the content size
-
 
 @contextmanager
 def _input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
@@ -105,7 +103,7 @@ def _check_fits(src: BinaryIO, capacity: int | None, target: str) -> None:
     """Refuse, before writing anything, an image whose header declares more
     bytes than the target holds."""
     peek = getattr(src, "peek", None)
-    head = peek(HEADER_MAX)[:HEADER_MAX] if peek else b""
+    head = peek(image.HEAD_BYTES)[: image.HEAD_BYTES] if peek else b""
     declared = image.declared_size(head) if head else None
     if capacity is not None and declared is not None and declared > capacity:
         raise DestinationError(

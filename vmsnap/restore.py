@@ -8,13 +8,12 @@ to read zeros (a new thin LV); everywhere else every byte is written.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from vmsnap import image, lvm, manifest
+from vmsnap.devio import open_device
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
 from vmsnap.manifest import Manifest, ManifestDisk
@@ -46,50 +45,10 @@ class RestoredDisk:
     sparse: bool
 
 
-class DeviceSink:
-    """A block device as an ``image.Sink``: seeking skips zero regions; its size
-    is fixed, so truncate() only checks that nothing was written past the end."""
-
-    def __init__(self, fd: int, capacity: int) -> None:
-        self.fd, self.capacity, self.position = fd, capacity, 0
-
-    def write(self, data: bytes) -> int:
-        if self.position + len(data) > self.capacity:
-            raise DestinationError("the image is larger than the target volume")
-        view = memoryview(data)
-        while view:
-            done = os.pwrite(self.fd, view, self.position)
-            self.position += done
-            view = view[done:]
-        return len(data)
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        self.position = offset if whence == os.SEEK_SET else self.position + offset
-        return self.position
-
-    def truncate(self, size: int | None = None) -> int:
-        return self.position if size is None else size
-
-
 def io_error(exc: OSError, *, source: str, target: LogicalVolume) -> DestinationError:
     """A read or write error while filling ``target``: a full thin pool, EIO."""
     where = source if exc.filename == source else target.full_name
     return DestinationError(f"I/O error on {where}: {exc.strerror or exc}")
-
-
-@contextmanager
-def open_device(path: str) -> Iterator[tuple[int, int]]:
-    """Open a block device for writing, exclusively: one that is mounted or held
-    (device-mapper, another exclusive opener) is refused."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)
-    except OSError as exc:
-        raise DestinationError(f"cannot open {path} for writing: {exc.strerror}") from exc
-    try:
-        yield fd, os.lseek(fd, 0, os.SEEK_END)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_image(
@@ -101,11 +60,11 @@ def write_image(
         src = open(directory / disk.image, "rb")  # noqa: SIM115 - closed by the with below
     except FileNotFoundError as exc:
         raise NotFoundError(f"image {directory / disk.image} is missing") from exc
-    with src, open_device(target.path) as (fd, capacity):
+    with src, open_device(target.path) as sink:
         try:
             stats = image.decompress(
                 src,
-                DeviceSink(fd, capacity),
+                sink,
                 expected_size=disk.size,
                 expected_digest=disk.chunk_sha256,
                 sparse=sparse,

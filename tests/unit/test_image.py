@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from unitkit import chunk_sha256
 
-from vmsnap import image
-from vmsnap.errors import ExitCode, IntegrityError
+from vmsnap import frames, image
+from vmsnap.errors import ExitCode, IntegrityError, TruncatedError
 
 CHUNK = image.CHUNK
 MiB = 1 << 20
@@ -65,7 +66,7 @@ def test_roundtrip_on_files(tmp_path: Path, size: int, kind: str) -> None:
     assert stats.chunk_sha256 == chunk_sha256(data)
     assert stats.compressed_size == img.stat().st_size
     assert zstd_dc(img) == data
-    assert image.declared_size(img.read_bytes()[:18]) == size
+    assert image.declared_size(img.read_bytes()[: image.HEAD_BYTES]) == size
 
     again = decompress_file(img, back, expected_size=size, expected_digest=stats.chunk_sha256)
     assert again == stats
@@ -84,7 +85,7 @@ def test_unknown_size_is_not_declared(tmp_path: Path) -> None:
     src, img = tmp_path / "src", tmp_path / "img.zst"
     src.write_bytes(data)
     compress_file(src, img, size=False)
-    assert image.declared_size(img.read_bytes()[:18]) is None
+    assert image.declared_size(img.read_bytes()[: image.HEAD_BYTES]) is None
     assert zstd_dc(img) == data
     assert image.decompress(io.BytesIO(img.read_bytes()), io.BytesIO()).size == len(data)
 
@@ -100,7 +101,7 @@ def test_progress_adds_up(tmp_path: Path) -> None:
     assert sum(back) == len(data)
 
 
-def test_concatenated_images_decode_like_zstd(tmp_path: Path) -> None:
+def test_concatenated_images(tmp_path: Path) -> None:
     a, b = random_bytes(1000, seed=1), bytes(5000) + random_bytes(10, seed=2)
     parts = []
     for data in (a, b):
@@ -110,7 +111,14 @@ def test_concatenated_images_decode_like_zstd(tmp_path: Path) -> None:
     img = tmp_path / "cat.zst"
     img.write_bytes(b"".join(parts))
     assert zstd_dc(img) == a + b
-    assert image.decompress(io.BytesIO(img.read_bytes()), io.BytesIO()).size == len(a + b)
+    # the first image's header declares its own size: an appended image is
+    # refused, not silently made part of the volume
+    with pytest.raises(IntegrityError, match="header declares 1000 bytes, decoded 6010"):
+        image.decompress(io.BytesIO(img.read_bytes()), io.BytesIO())
+    # plain zstd streams (no vmsnap header) concatenate as zstd says
+    plain = tmp_path / "plain.zst"
+    plain.write_bytes(zstandard.compress(a) + zstandard.compress(b))
+    assert image.decompress(io.BytesIO(plain.read_bytes()), io.BytesIO()).size == len(a + b)
 
 
 # ---------------------------------------------------------------- damage
@@ -336,3 +344,89 @@ def test_device_size(tmp_path: Path) -> None:
     finally:
         os.close(r)
         os.close(w)
+
+
+# ---------------------------------------------------------------- the fast paths
+
+
+def frames_of(raw: bytes) -> list[bytes]:
+    """The zstd frames of an image, as the splitter cuts them."""
+    splitter = frames.FrameSplitter(io.BytesIO(raw), whole_limit=1 << 40)
+    out = []
+    for frame in splitter:
+        assert isinstance(frame, frames.Whole)
+        out.append(frame.data)
+    assert splitter.header is not None
+    return out
+
+
+def test_one_frame_per_chunk_and_zero_chunks_are_precomputed_frames() -> None:
+    data = random_bytes(CHUNK) + bytes(2 * CHUNK) + random_bytes(CHUNK, seed=3) + bytes(100)
+    out = io.BytesIO()
+    stats = image.compress(io.BytesIO(data), out, size=len(data))
+    parts = frames_of(out.getvalue())
+    assert len(parts) == 5
+    assert parts[1] == parts[2] == image.zero_frame()
+    assert len(image.zero_frame()) < 1024
+    assert [zstandard.frame_content_size(p) for p in parts] == [CHUNK] * 4 + [100]
+    assert stats.chunk_sha256 == chunk_sha256(data)
+
+
+def test_an_empty_volume_is_one_empty_frame() -> None:
+    out = io.BytesIO()
+    image.compress(io.BytesIO(b""), out, size=0)
+    assert [zstandard.frame_content_size(p) for p in frames_of(out.getvalue())] == [0]
+    assert image.decompress(io.BytesIO(out.getvalue()), io.BytesIO(), expected_size=0).size == 0
+
+
+def foreign_data() -> bytes:
+    """More than WHOLE_LIMIT, not chunk aligned: zeros, noise, text."""
+    return bytes(5 * MiB) + random_bytes(6 * MiB + 7) + b"vmsnap " * (1 << 20) + bytes(CHUNK)
+
+
+@pytest.mark.parametrize("known_size", [True, False])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_a_single_large_frame_from_another_writer_is_streamed(
+    tmp_path: Path, known_size: bool, sparse: bool
+) -> None:
+    data = foreign_data()
+    assert len(data) > image.WHOLE_LIMIT
+    cctx = zstandard.ZstdCompressor(write_checksum=True)
+    raw = cctx.compress(data) if known_size else b"".join(cctx.read_to_iter(io.BytesIO(data)))
+    back = tmp_path / "back"
+    with back.open("wb") as f:
+        stats = image.decompress(io.BytesIO(raw), f, expected_size=len(data), sparse=sparse)
+    assert back.read_bytes() == data
+    assert stats.chunk_sha256 == chunk_sha256(data)
+    assert stats.compressed_size == len(raw)
+    with pytest.raises(TruncatedError):
+        image.decompress(io.BytesIO(raw[:-3]), io.BytesIO())
+
+
+def test_many_small_frames_not_chunk_aligned() -> None:
+    """A stream of 1 MiB frames (another writer): the digest is still per 4 MiB."""
+    data = random_bytes(9 * MiB + 5) + bytes(3 * MiB)
+    raw = b"".join(zstandard.compress(data[i : i + MiB]) for i in range(0, len(data), MiB))
+    stats = image.decompress(io.BytesIO(raw), io.BytesIO(), expected_size=len(data))
+    assert stats.chunk_sha256 == chunk_sha256(data)
+
+
+def test_the_digest_is_what_coreutils_computes(tmp_path: Path) -> None:
+    data = random_bytes(2 * CHUNK + 999) + bytes(CHUNK)
+    src, img = tmp_path / "src", tmp_path / "img.zst"
+    src.write_bytes(data)
+    stats = compress_file(src, img)
+    split = subprocess.run(
+        ["split", "-b", str(CHUNK), "--filter=sha256sum", str(src)],
+        capture_output=True,
+        check=True,
+    ).stdout
+    lines = b"".join(line[:64] + b"\n" for line in split.splitlines())
+    assert stats.chunk_sha256 == hashlib.sha256(lines).hexdigest()
+
+
+def test_header_declares_the_size_even_for_many_frames(tmp_path: Path) -> None:
+    data = random_bytes(CHUNK + 1)
+    out = io.BytesIO()
+    image.compress(io.BytesIO(data), out, size=len(data))
+    assert image.declared_size(out.getvalue()[: image.HEAD_BYTES]) == len(data)

@@ -23,7 +23,7 @@ from backupkit import (
     write_manifest,
 )
 
-from vmsnap import image, manifest, store
+from vmsnap import frames, image, manifest, store
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError, TruncatedError
 from vmsnap.progress import NoProgress
 from vmsnap.verify import (
@@ -159,11 +159,22 @@ def test_a_flipped_bit_is_corrupt(backup: Path, where: float) -> None:
     assert exit_code([report]) == ExitCode.INTEGRITY
 
 
+HEADER_FRAME = len(frames.header_frame(None, image.CHUNK))
+
+
 def test_a_flipped_bit_in_a_frame_header_is_corrupt(backup: Path) -> None:
-    flip_bit(backup / "vda.img.zst", 4, bit=3)  # the reserved bit of the frame descriptor
+    # the reserved bit of the first zstd frame's descriptor, after the image header
+    flip_bit(backup / "vda.img.zst", HEADER_FRAME + 4, bit=3)
     report = check(backup)
     assert report.disks[0].status is CORRUPT
     assert "reserved bit" in report.disks[0].message
+
+
+@pytest.mark.parametrize("offset", [4, 8, 16, 24])  # size field, id, raw size, chunk size
+def test_a_flipped_bit_in_the_image_header_is_corrupt(backup: Path, offset: int) -> None:
+    flip_bit(backup / "vda.img.zst", offset, bit=1)
+    report = check(backup)
+    assert report.disks[0].status is CORRUPT, report.disks[0].message
 
 
 @pytest.mark.parametrize(
