@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-host test-agent test-lab lint check clean
+.PHONY: bench setup demo test test-host test-agent test-lab lint check clean
 
 setup:
 	bash tests/setup-host.sh
@@ -31,6 +31,10 @@ lint: setup
 ## The built-in demo: real LVM in the lab, demo guests in libvirt, a real backup.
 demo: setup
 	LAB_SCRIPT=tests/lab/demo.sh bash tests/lab/run
+
+## The image engine against dd|zstd and the zstd CLI: prints a table (not a test).
+bench: setup
+	$(PY) tests/bench/bench.py
 
 clean:
 	rm -rf build

@@ -150,10 +150,10 @@ def _in_order() -> Iterator[_InOrder]:
 
 
 @functools.cache
-def zero_frame(length: int = CHUNK) -> bytes:
+def zero_frame() -> bytes:
     """The frame written for an all-zero chunk (and recognised on reading)."""
     cctx = zstandard.ZstdCompressor(level=1, write_checksum=True, write_content_size=True)
-    return cctx.compress(bytes(length))
+    return cctx.compress(ZERO_CHUNK)
 
 
 class _Packer:
@@ -333,8 +333,8 @@ def decompress(
     try:
         with _in_order() as work:
             for frame in frames:
-                if isinstance(frame, Whole) and frame.data == zero_frame(frame.content_size):
-                    done = work.put(_Chunk(frame.content_size, _zero_hex(frame.content_size)))
+                if isinstance(frame, Whole) and frame.data == zero_frame():
+                    done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))
                 elif isinstance(frame, Whole):
                     done = work.submit(unpack, frame.data)
                 else:
@@ -364,10 +364,6 @@ def _check_header(header: ImageHeader | None, size: int) -> None:
         raise IntegrityError(f"image header: chunk size {header.chunk}, expected {CHUNK}")
     if header.size is not None and header.size != size:
         raise IntegrityError(f"image header declares {header.size} bytes, decoded {size}")
-
-
-def _zero_hex(length: int) -> str | None:
-    return ZERO_CHUNK_HEX if length == CHUNK else None
 
 
 def check(stats: StreamStats, *, expected_size: int | None, expected_digest: str | None) -> None:

@@ -1,0 +1,241 @@
+"""vmsnap's image engine against the pipelines people use instead.
+
+Generates the data (tests/bench/gen.py, deterministic), then runs each job in
+rounds, vmsnap and its peers in turn, and prints medians: throughput in MB/s
+(10^6 bytes of raw volume per second), the ratio to vmsnap, and peak RSS.
+Outputs go to a tmpfs when there is room (so every tool pays the same for its
+writes: memory, not a disk), else next to the data.  Not a pass/fail test: the
+last column says which goal was met.  ``--quick`` runs a small smoke version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+VMSNAP = str(Path(sys.executable).parent / "vmsnap")
+MIB = 1 << 20
+
+
+@dataclass
+class Run:
+    seconds: float
+    rss_kib: int  # the largest of the pipeline's processes
+
+
+@dataclass
+class Job:
+    name: str
+    size: int  # raw bytes handled
+    commands: dict[str, str]  # label -> shell-free description (for the table)
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, size: int, cmds: dict[str, list[list[str]]]) -> Job:
+        return cls(name, size, {k: " | ".join(" ".join(a) for a in v) for k, v in cmds.items()})
+
+    def median(self, label: str) -> Run:
+        runs = self.runs[label]
+        return Run(statistics.median(r.seconds for r in runs), max(r.rss_kib for r in runs))
+
+    def mbps(self, label: str) -> float:
+        return self.size / self.median(label).seconds / 1e6
+
+
+def run_pipeline(stages: Sequence[Sequence[str]], stdout: Path | None = None) -> Run:
+    """Run ``stages`` connected by pipes; wall time and the largest peak RSS."""
+    start = time.monotonic()
+    procs: list[subprocess.Popen[bytes]] = []
+    prev = None
+    sink = stdout.open("wb") if stdout else subprocess.DEVNULL
+    try:
+        for i, argv in enumerate(stages):
+            last = i == len(stages) - 1
+            proc = subprocess.Popen(argv, stdin=prev, stdout=sink if last else subprocess.PIPE)
+            if prev is not None:
+                prev.close()
+            prev = proc.stdout
+            procs.append(proc)
+        rss = 0
+        for proc in procs:
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            if proc.returncode:
+                raise SystemExit(f"{' '.join(proc.args)} failed ({proc.returncode})")  # type: ignore[arg-type]
+            rss = max(rss, usage.ru_maxrss)
+    finally:
+        if stdout:
+            sink.close()  # type: ignore[union-attr]
+    return Run(time.monotonic() - start, rss)
+
+
+def fresh(path: Path) -> Path:
+    path.unlink(missing_ok=True)
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 * MIB):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def zstd_dc_sha256(image: Path) -> str:
+    proc = subprocess.Popen(["zstd", "-dcq", str(image)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    digest = hashlib.sha256()
+    while block := proc.stdout.read(4 * MIB):
+        digest.update(block)
+    if proc.wait():
+        raise SystemExit(f"zstd -dc {image} failed")
+    return digest.hexdigest()
+
+
+class Bench:
+    def __init__(self, data: Path, out: Path, rounds: int) -> None:
+        self.data, self.out, self.rounds = data, out, rounds
+
+    def dump_job(self, name: str, src: Path) -> Job:
+        img = self.out / "vmsnap.zst"
+        cmds = {
+            "vmsnap": [[VMSNAP, "-q", "image", "dump", str(src), str(img)]],
+            "dd | zstd -T0 -3": [
+                ["dd", f"if={src}", "bs=4M", "status=none"],
+                ["zstd", "-q", "-T0", "-3"],
+            ],
+            "zstd -T0 -3 SRC -o OUT": [
+                ["zstd", "-q", "-f", "-T0", "-3", str(src), "-o", str(self.out / "cli.zst")]
+            ],
+        }
+        job = Job.of(name, src.stat().st_size, cmds)
+        for _ in range(self.rounds):
+            for label, stages in cmds.items():
+                if label == "vmsnap":
+                    fresh(img)
+                target = fresh(self.out / "pipe.zst") if label.startswith("dd") else None
+                job.runs.setdefault(label, []).append(run_pipeline(stages, target))
+        if zstd_dc_sha256(img) != sha256_file(src):  # the check is not timed
+            raise SystemExit(f"{name}: zstd -dc of vmsnap's image differs from the source")
+        return job
+
+    def load_job(self, name: str, src: Path) -> Job:
+        img = self.out / "vmsnap.zst"
+        run_pipeline([[VMSNAP, "-q", "image", "dump", str(src), str(fresh(img))]])
+        dst = self.out / "restored.raw"
+        cmds = {
+            "vmsnap": [[VMSNAP, "-q", "image", "load", str(img), str(dst)]],
+            "zstd -dc | dd": [
+                ["zstd", "-dcq", str(img)],
+                ["dd", f"of={dst}", "bs=4M", "status=none"],
+            ],
+        }
+        job = Job.of(name, src.stat().st_size, cmds)
+        for _ in range(self.rounds):
+            for label, stages in cmds.items():
+                fresh(dst)
+                job.runs.setdefault(label, []).append(run_pipeline(stages))
+                if label == "vmsnap" and sha256_file(dst) != sha256_file(src):
+                    raise SystemExit(f"{name}: vmsnap image load gave other bytes")
+        return job
+
+
+def table(jobs: list[Job], goals: dict[tuple[str, str], tuple[float, str]]) -> str:
+    lines = [
+        f"{'job':<28} {'tool':<24} {'MB/s':>8} {'vmsnap is':>10} {'peak RSS':>9}  goal",
+    ]
+    for job in jobs:
+        base = job.mbps("vmsnap")
+        for label in job.runs:
+            mbps = job.mbps(label)
+            ratio = "" if label == "vmsnap" else f"{base / mbps:.2f}x"
+            rss = f"{job.median(label).rss_kib / 1024:.0f} MiB"
+            goal = ""
+            if (job.name, label) in goals:
+                want, unit = goals[(job.name, label)]
+                got = mbps if unit == "MB/s" else base / mbps
+                mark = "met" if got >= want else "MISSED"
+                goal = f">= {want:g}{'x' if unit == 'x' else ' MB/s'}: {mark}"
+            lines.append(f"{job.name:<28} {label:<24} {mbps:>8.0f} {ratio:>10} {rss:>9}  {goal}")
+    return "\n".join(lines)
+
+
+def scratch(data: Path, need: int) -> Path:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and shutil.disk_usage(shm).free > need + (1 << 30):
+        out = shm / "vmsnap-bench"
+    else:
+        out = data / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def generate(path: Path, kind: str, size_mib: int) -> Path:
+    if not path.exists() or path.stat().st_size != size_mib * MIB:
+        argv = [sys.executable, str(HERE / "gen.py"), kind, str(path), "--size-mib", str(size_mib)]
+        subprocess.run(argv, check=True)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=2048)
+    parser.add_argument("--big-size-mib", type=int, default=8192, help="for the RSS check")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="64 MiB, one round: a smoke test")
+    args = parser.parse_args()
+    if args.quick:
+        args.size_mib, args.big_size_mib, args.rounds = 64, 128, 1
+    data = ROOT / "build" / "bench"
+    data.mkdir(parents=True, exist_ok=True)
+    mixed = generate(data / f"mixed-{args.size_mib}.img", "mixed", args.size_mib)
+    zeros = generate(data / f"zeros-{args.size_mib}.img", "zeros", args.size_mib)
+    big = generate(data / f"mixed-{args.big_size_mib}.img", "mixed", args.big_size_mib)
+    out = scratch(data, 3 * args.big_size_mib * MIB)
+    bench = Bench(data, out, args.rounds)
+    size = f"{args.size_mib // 1024} GiB" if args.size_mib >= 1024 else f"{args.size_mib} MiB"
+    try:
+        jobs = [
+            bench.dump_job(f"dump mixed {size}", mixed),
+            bench.dump_job(f"dump all-zero {size}", zeros),
+            bench.load_job(f"load mixed {size}, new file", mixed),
+        ]
+        big_run = run_pipeline(
+            [[VMSNAP, "-q", "image", "dump", str(big), str(fresh(out / "big.zst"))]]
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    goals = {
+        (jobs[0].name, "dd | zstd -T0 -3"): (1.6, "x"),
+        (jobs[0].name, "zstd -T0 -3 SRC -o OUT"): (1.3, "x"),
+        (jobs[1].name, "vmsnap"): (3000.0, "MB/s"),
+        (jobs[2].name, "zstd -dc | dd"): (2.0, "x"),
+    }
+    cpus = os.cpu_count()
+    print(f"vmsnap image engine, {cpus} CPUs, medians of {args.rounds} rounds, outputs in {out}")
+    print(table(jobs, goals))
+    small_rss = jobs[0].median("vmsnap").rss_kib / 1024
+    big_rss = big_run.rss_kib / 1024
+    ok = max(small_rss, big_rss) <= 200 and abs(big_rss - small_rss) <= 0.1 * small_rss + 16
+    print(
+        f"peak RSS of vmsnap image dump: {small_rss:.0f} MiB for {size}, {big_rss:.0f} MiB for "
+        f"{args.big_size_mib // 1024 if args.big_size_mib >= 1024 else args.big_size_mib}"
+        f"{' GiB' if args.big_size_mib >= 1024 else ' MiB'} "
+        f"({big_run.seconds:.1f} s); goal <= 200 MiB and flat: {'met' if ok else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
