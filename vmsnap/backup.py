@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmsnap import __version__, cleanup, faults, image, lvm, store
+from vmsnap import __version__, cleanup, faults, hooks, image, lvm, store
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
@@ -24,6 +24,7 @@ from vmsnap.errors import (
     VmsnapError,
 )
 from vmsnap.guard import GuardSettings
+from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.manifest import seal
@@ -51,6 +52,7 @@ class BackupSettings:
     dry_run: bool = False
     thin_pool_limit: float = DEFAULT_POOL_LIMIT
     guard: GuardSettings = field(default_factory=GuardSettings.from_environment)
+    hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,9 @@ def _plan_sizes(disks: list[Disk], spec: SizeSpec | None) -> dict[str, int]:
     return sizes
 
 
-def plan_guest(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan:
+def plan_guest(
+    guest: Guest, settings: BackupSettings, run_id: str, kind: str = "vmsnap"
+) -> GuestPlan:
     chosen, skipped = _select_disks(guest, settings.excludes)
     check_thin_pools(chosen, settings.thin_pool_limit)
     sizes = _plan_sizes(chosen, settings.snapshot_size)
@@ -199,7 +203,7 @@ def plan_guest(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan
     for disk in chosen:
         volume = disk.volume
         assert volume is not None
-        name = lvm.snapshot_name(volume.vg, volume.name, run_id)
+        name = lvm.snapshot_name(volume.vg, volume.name, run_id, kind)
         plans.append(DiskPlan(disk.target, volume, name, sizes.get(volume.full_name)))
     return GuestPlan(guest=guest, disks=tuple(plans), skipped=tuple(skipped))
 
@@ -280,10 +284,21 @@ def guest_snapshots(
     journal: Journal | None,
     uri: str,
     tags: tuple[str, ...],
+    scope: Scope = hooks.NO_HOOKS,
+    keep: bool = False,
 ) -> Iterator[tuple[Window, list[LogicalVolume]]]:
     """All of a guest's snapshots, taken in one quiesce window that holds nothing
     else; the guest is released before the body runs, and every snapshot is
-    removed when it ends, however it ends.  Backup and clone both use this."""
+    removed when it ends, however it ends; with ``keep``, only if the body
+    fails.  Backup, clone and checkpoint use this.  The pre-quiesce hooks run
+    first (one failing stops here, before any snapshot), the post-snapshot
+    hooks once the guest is released."""
+    scope = scope.bind(
+        VMSNAP_DOMAIN=dom.name,
+        VMSNAP_DOMAIN_UUID=dom.uuid,
+        VMSNAP_VOLUMES=" ".join(d.volume.path for d in plan.disks),
+    )
+    scope.run(hooks.PRE_QUIESCE, VMSNAP_QUIESCE=str(mode))
     with ExitStack() as snapshots:
         with quiesced(dom, mode, journal, uri) as window:
             snaps = [
@@ -295,7 +310,14 @@ def guest_snapshots(
         log.info(
             "%s: snapshots taken, quiesce %s for %.2f s", dom.name, window.used, window.seconds
         )
+        scope.run(
+            hooks.POST_SNAPSHOT,
+            VMSNAP_QUIESCE=window.used,
+            VMSNAP_SNAPSHOTS=" ".join(s.path for s in snaps),
+        )
         yield window, snaps
+        if keep:
+            snapshots.pop_all()
 
 
 def run_guest(
@@ -305,6 +327,7 @@ def run_guest(
     progress: Progress,
     run_id: str,
     journal: Journal | None = None,
+    scope: Scope = hooks.NO_HOOKS,
 ) -> None:
     """Back up one planned guest, filling in ``result`` as it goes (so that a
     published backup is on record even if removing a snapshot fails after)."""
@@ -318,7 +341,13 @@ def run_guest(
         store.write_file(staging / store.DOMAIN_XML, domain_xml)
         result.domain_xml_sha256 = hashlib.sha256(domain_xml).hexdigest()
         with guest_snapshots(
-            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=tags
+            dom,
+            plan,
+            settings.quiesce,
+            journal=journal,
+            uri=conn.uri,
+            tags=tags,
+            scope=scope.bind(VMSNAP_BACKUP_DIR=str(staging)),
         ) as (window, snaps):
             result.window = window
             progress.job(dom.name, plan.total_bytes)
@@ -369,14 +398,22 @@ def backup(
             ]
         left = cleanup.cleanup()
         inventory = Inventory.load()
+        scope = settings.hooks.scope(
+            VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=str(settings.dest)
+        )
+        scope.run(hooks.JOB_START)
         run_journal = Journal.start(carry=left.unresolved)
+        status = "interrupted"
         try:
-            return [
-                _backup_one(conn, d.name, inventory, settings, progress, run_id, run_journal)
+            results = [
+                _backup_one(conn, d.name, inventory, settings, progress, run_id, run_journal, scope)
                 for d in domains
             ]
+            status = "ok" if all(r.ok for r in results) else "failed"
+            return results
         finally:
             run_journal.close()
+            scope.run(hooks.JOB_END, VMSNAP_STATUS=status)
 
 
 def _backup_one(
@@ -387,16 +424,30 @@ def _backup_one(
     progress: Progress,
     run_id: str,
     journal: Journal | None,
+    scope: Scope = hooks.NO_HOOKS,
 ) -> GuestResult:
     result = GuestResult(name=name)
     try:
         result.plan = plan_guest(describe(conn.domain(name), inventory, conn), settings, run_id)
         if not settings.dry_run:
-            run_guest(conn, result, settings, progress, run_id, journal)
+            run_guest(conn, result, settings, progress, run_id, journal, scope)
     except Interrupted:
         raise
     except VmsnapError as exc:
         result.error = exc
     except OSError as exc:
         result.error = DestinationError(str(exc))
+    if not settings.dry_run:
+        _announce(scope, result)
     return result
+
+
+def _announce(scope: Scope, result: GuestResult) -> None:
+    """backup-end or backup-abort: they never change the result."""
+    guest = scope.bind(VMSNAP_DOMAIN=result.name)
+    if result.plan is not None:
+        guest = guest.bind(VMSNAP_DOMAIN_UUID=result.plan.guest.uuid)
+    if result.error is None:
+        guest.run(hooks.BACKUP_END, VMSNAP_BACKUP_DIR=str(result.directory))
+    else:
+        guest.run(hooks.BACKUP_ABORT, VMSNAP_ERROR=str(result.error))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,22 @@ from typing import Annotated, Any
 
 import typer
 
-from vmsnap import __version__, backup, cleanup, clone, imagecmd, restore, store, verify, virt
+from vmsnap import (
+    __version__,
+    backup,
+    checkpoint,
+    cleanup,
+    clone,
+    imagecmd,
+    restore,
+    store,
+    verify,
+    virt,
+)
 from vmsnap.console import make_progress, setup_logging
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
+from vmsnap.hooks import Hooks
 from vmsnap.lock import run_lock
 from vmsnap.models import Guest, SizeSpec, human_size
 from vmsnap.progress import Progress
@@ -42,6 +55,7 @@ EXIT STATUS
   10   integrity: data does not match its length or checksum
   11   another vmsnap run holds the lock
   12   something left behind (a snapshot, a paused or frozen guest)
+  13   a hook vetoed, failed, timed out or was refused as unsafe
   70   internal error (a bug: please report it, with --debug output)
  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM"""
 
@@ -60,12 +74,20 @@ image_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(image_app, name="image")
+checkpoint_app = typer.Typer(
+    help="Keep a guest's snapshots across an upgrade; roll back to them or release them.",
+    epilog=EXIT_STATUS,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(checkpoint_app, name="checkpoint")
 
 
 @dataclass
 class _Options:
     debug: bool = False
     quiet: bool = False
+    hooks_dir: Path | None = None
 
 
 OPTIONS = _Options()
@@ -98,9 +120,18 @@ def _root(
     version: Annotated[  # noqa: ARG001 - handled by its eager callback
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    hooks_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--hooks-dir",
+            metavar="DIR",
+            help="Hooks folder (default: $VMSNAP_HOOKS_DIR, else /etc/vmsnap/hooks.d).",
+        ),
+    ] = None,
 ) -> None:
     OPTIONS.debug = debug
     OPTIONS.quiet = quiet
+    OPTIONS.hooks_dir = hooks_dir
     setup_logging(2 if debug else (-1 if quiet else verbose))
 
 
@@ -318,6 +349,7 @@ def backup_cmd(
         level=level,
         dry_run=dry_run,
         thin_pool_limit=thin_pool_limit,
+        hooks=_hooks(),
     )
     with virt.connection(_uri(connect)) as conn:
         results = backup.backup(
@@ -599,7 +631,214 @@ def _report_stats(stats: imagecmd.StreamStats, as_json: bool, *, to_stdout: bool
         )
 
 
+# ---------------------------------------------------------------- checkpoint
+
+
+def _ago(seconds: float) -> str:
+    seconds = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _checkpoint_json(cp: checkpoint.Checkpoint, now: float) -> dict[str, Any]:
+    return {
+        "domain": cp.name,
+        "uuid": cp.uuid,
+        "label": cp.label,
+        "created": cp.created,
+        "age_seconds": round(now - cp.created),
+        "expires": cp.expires,
+        "expired": cp.expired(now),
+        "invalid": cp.invalid,
+        "disks": [
+            {
+                "target": d.target,
+                "snapshot": d.snapshot.full_name,
+                "origin": d.origin.full_name if d.origin else None,
+                "kind": d.snapshot.kind,
+                "size": d.snapshot.size,
+                "fill_percent": d.fill,
+                "cow_left": d.cow_left,
+                "pool": d.pool.full_name if d.pool else None,
+                "pool_fill_percent": d.pool_fill,
+                "invalid": d.invalid,
+            }
+            for d in cp.disks
+        ],
+    }
+
+
+def _disk_line(d: checkpoint.CheckpointDisk) -> str:
+    where = f"  {d.target:<6} {d.snapshot.full_name:<36} {d.snapshot.kind:<5}"
+    if d.invalid:
+        return f"{where}  INVALID: overflowed, lost"
+    if d.fill is not None:
+        return f"{where}  {d.fill:5.1f}% full, {human_size(d.cow_left)} COW left"
+    pool = d.pool.full_name if d.pool else "?"
+    fill = f"{d.pool_fill:.1f}%" if d.pool_fill is not None else "?"
+    return f"{where}  thin, pool {pool} {fill} full"
+
+
+def _print_checkpoint(cp: checkpoint.Checkpoint, now: float) -> None:
+    expiry = "no expiry"
+    if cp.expires is not None:
+        left = cp.expires - now
+        expiry = f"expired {_ago(left)} ago" if left <= 0 else f"expires in {_ago(left)}"
+    state = "  LOST (invalid: rollback refused)" if cp.invalid else ""
+    print(f"{cp.name or cp.uuid}  {cp.label}  age {_ago(now - cp.created)}  {expiry}{state}")
+    for d in cp.disks:
+        print(_disk_line(d))
+
+
+def _warn_fill(cp: checkpoint.Checkpoint) -> None:
+    for d in cp.disks:
+        if d.invalid:
+            log.error(
+                "checkpoint %s: %s (%s) overflowed: the checkpoint is lost and cannot be "
+                "rolled back; release it",
+                cp.title,
+                d.target,
+                d.snapshot.full_name,
+            )
+        elif (d.fill or d.pool_fill or 0.0) >= checkpoint.FILL_WARNING:
+            what = "snapshot" if d.fill is not None else "thin pool"
+            log.warning(
+                "checkpoint %s: %s %s is %.0f%% full: run vmsnap checkpoint watch, or "
+                "roll back or release soon",
+                cp.title,
+                d.target,
+                what,
+                d.fill or d.pool_fill or 0.0,
+            )
+
+
+@checkpoint_app.command("create", epilog=EXIT_STATUS)
+def checkpoint_create(
+    domain: Annotated[str, typer.Argument(metavar="DOMAIN")],
+    label: Annotated[
+        str | None,
+        typer.Option("--label", help="Name of the checkpoint (default: the UTC time)."),
+    ] = None,
+    snapshot_size: Annotated[
+        str | None,
+        typer.Option("--snapshot-size", metavar="SIZE|PCT%", help="As in backup."),
+    ] = None,
+    quiesce: Annotated[
+        QuiesceMode, typer.Option("--quiesce", help="As in backup.")
+    ] = QuiesceMode.AUTO,
+    expire: Annotated[
+        str | None,
+        typer.Option(
+            "--expire", metavar="DURATION", help="watch releases it after this (90m, 12h, 3d, 1w)."
+        ),
+    ] = None,
+    connect: ConnectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Snapshot all the guest's LVs in one quiesce window and keep them as a checkpoint."""
+    settings = checkpoint.CreateSettings(
+        label=label or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        quiesce=quiesce,
+        snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
+        expire=checkpoint.parse_duration(expire) if expire else None,
+        hooks=_hooks(),
+    )
+    with virt.connection(_uri(connect)) as conn:
+        made = checkpoint.create(conn, domain, settings)
+    if as_json:
+        print(json.dumps(_checkpoint_json(made, time.time()), indent=2))
+    else:
+        _print_checkpoint(made, time.time())
+
+
+@checkpoint_app.command("list", epilog=EXIT_STATUS)
+def checkpoint_list(
+    domain: Annotated[str | None, typer.Argument(metavar="[DOMAIN]")] = None,
+    connect: ConnectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Each checkpoint with its LVs, age, fill, COW space left and expiry."""
+    if domain is None:
+        found = checkpoint.checkpoints()
+    else:
+        with virt.connection(_uri(connect)) as conn:
+            found = checkpoint.guest_checkpoints(conn, domain)
+    now = time.time()
+    for cp in found:
+        _warn_fill(cp)
+    if as_json:
+        print(json.dumps([_checkpoint_json(c, now) for c in found], indent=2))
+        return
+    for cp in found:
+        _print_checkpoint(cp, now)
+    if not found:
+        print("no checkpoints")
+
+
+@checkpoint_app.command("rollback", epilog=EXIT_STATUS)
+def checkpoint_rollback(
+    domain: Annotated[str, typer.Argument(metavar="DOMAIN")],
+    label: Annotated[str | None, typer.Argument(metavar="[LABEL]")] = None,
+    shutdown: Annotated[
+        bool, typer.Option("--shutdown", help="Shut the guest down cleanly first, and wait.")
+    ] = False,
+    start: Annotated[bool, typer.Option("--start", help="Start the guest afterwards.")] = False,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", metavar="SECONDS", min=1, help="How long --shutdown waits."),
+    ] = checkpoint.SHUTDOWN_TIMEOUT,
+    connect: ConnectOpt = None,
+) -> None:
+    """Merge a checkpoint back into the guest's LVs (the guest shut off): undo the upgrade."""
+    with virt.connection(_uri(connect)) as conn:
+        cp = checkpoint.rollback(
+            conn,
+            domain,
+            label,
+            shutdown=shutdown,
+            start=start,
+            hooks_settings=_hooks(),
+            shutdown_timeout=timeout,
+        )
+    after = "started" if start else "left shut off"
+    print(f"{domain}: rolled back to checkpoint {cp.label} ({len(cp.disks)} disk(s)), {after}")
+
+
+@checkpoint_app.command("release", epilog=EXIT_STATUS)
+def checkpoint_release(
+    domain: Annotated[str, typer.Argument(metavar="DOMAIN")],
+    label: Annotated[str | None, typer.Argument(metavar="[LABEL]")] = None,
+    connect: ConnectOpt = None,
+) -> None:
+    """Remove a checkpoint's snapshots (the upgrade went well)."""
+    with virt.connection(_uri(connect)) as conn:
+        cp = checkpoint.release(conn, domain, label, _hooks())
+    print(f"{domain}: released checkpoint {cp.label} ({len(cp.disks)} snapshot(s) removed)")
+
+
+@checkpoint_app.command("watch", epilog=EXIT_STATUS)
+def checkpoint_watch(
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", metavar="PCT", min=1, max=99, help="Extend at this fill."),
+    ] = checkpoint.FILL_WARNING,
+) -> None:
+    """Extend checkpoint snapshots nearing full while the VG has room, release expired
+    ones; one line per action.  Run it from a timer."""
+    report = checkpoint.watch(threshold=threshold)
+    for line in report.actions:
+        print(line)
+    if report.error is not None:
+        raise report.error
+
+
 # ---------------------------------------------------------------- entry point
+
+
+def _hooks() -> Hooks:
+    return Hooks.from_environment(OPTIONS.hooks_dir)
 
 
 def _progress(flag: bool | None) -> Progress:

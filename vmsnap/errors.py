@@ -26,6 +26,7 @@ class ExitCode(enum.IntEnum):
     INTEGRITY = 10  # data read back does not match (length, checksum)
     LOCKED = 11  # another vmsnap run holds the lock
     LEFT_BEHIND = 12  # a snapshot could not be removed or a guest released
+    HOOK = 13  # a hook vetoed, failed, timed out, or is not safe to run
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 and SIGHUP 129 (128 + signal)
 
@@ -90,6 +91,13 @@ class LockedError(VmsnapError):
 
 class LeftBehindError(VmsnapError):
     exit_code = ExitCode.LEFT_BEHIND
+
+
+class HookError(VmsnapError):
+    """A hook said no (non-zero exit at a phase that can veto), timed out, or
+    was refused because someone other than root could have changed it."""
+
+    exit_code = ExitCode.HOOK
 
 
 class CommandError(LvmError):

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 TAG = "vmsnap"
 """Every snapshot vmsnap creates carries this tag, so leftovers can be found."""
+CHECKPOINT_TAG = "vmsnap_checkpoint"
+"""A kept checkpoint snapshot carries this tag instead (never swept as a leftover)."""
+_TAG_RE = re.compile(r"^[A-Za-z0-9_+.:/=!#&][A-Za-z0-9_+.:/=!#&-]{0,1023}$")
 
 LV_COLUMNS = (
     "lv_name,vg_name,lv_path,lv_dm_path,lv_size,lv_attr,segtype,origin,pool_lv,"
@@ -162,7 +165,7 @@ def parse_lvs(text: str) -> list[LogicalVolume]:
     return [
         LogicalVolume(
             vg=r["vg_name"],
-            name=r["lv_name"],
+            name=r["lv_name"].strip("[]"),  # a hidden LV (lvs -a) is shown in brackets
             path=r["lv_path"],
             dm_path=r["lv_dm_path"],
             size=_int(r["lv_size"]),
@@ -196,15 +199,21 @@ def parse_vgs(text: str) -> list[VolumeGroup]:
 _REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix", "--binary"]
 
 
-def lvs_argv(select: str | None = None, names: tuple[str, ...] = ()) -> list[str]:
+def lvs_argv(
+    select: str | None = None, names: tuple[str, ...] = (), *, hidden: bool = False
+) -> list[str]:
     argv = ["lvs", *_REPORT, "-o", LV_COLUMNS]
+    if hidden:
+        argv.append("--all")  # merging snapshots and pool internals too
     if select:
         argv += ["--select", select]
     return [*argv, "--", *names] if names else argv
 
 
-def list_volumes(select: str | None = None, names: tuple[str, ...] = ()) -> list[LogicalVolume]:
-    return parse_lvs(runner.run(lvs_argv(select, names)).stdout)
+def list_volumes(
+    select: str | None = None, names: tuple[str, ...] = (), *, hidden: bool = False
+) -> list[LogicalVolume]:
+    return parse_lvs(runner.run(lvs_argv(select, names, hidden=hidden)).stdout)
 
 
 def find_volume(vg: str, lv: str) -> LogicalVolume | None:
@@ -312,6 +321,8 @@ def snapshot(
     snap = create_snapshot(origin, name, size, tags)
     try:
         yield snap
+    except GeneratorExit:  # ExitStack.pop_all() kept it: the caller owns it now
+        raise
     except BaseException as exc:
         try:
             with GATE.deferred():
@@ -390,3 +401,62 @@ def new_volume(
         except LeftBehindError as left:
             exc.add_note(str(left))
         raise
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def valid_tag(tag: str) -> bool:
+    """LVM tags: up to 1024 of ``A-Za-z0-9_+.-:/=!#&``, not starting with a dash
+    (seen refused: ``,``, ``@``, spaces)."""
+    return bool(_TAG_RE.match(tag))
+
+
+def retag_argv(lv: LogicalVolume, add: tuple[str, ...], delete: tuple[str, ...]) -> list[str]:
+    argv = ["lvchange"]
+    for tag in delete:
+        argv += ["--deltag", tag]
+    for tag in add:
+        argv += ["--addtag", tag]
+    return [*argv, "--", lv.full_name]
+
+
+def retag(lv: LogicalVolume, *, add: tuple[str, ...] = (), delete: tuple[str, ...] = ()) -> None:
+    runner.run(retag_argv(lv, add, delete), mutates=True)
+
+
+def tagged(tag: str) -> list[LogicalVolume]:
+    """Every LV carrying ``tag``, hidden ones (a snapshot being merged) included."""
+    return [lv for lv in list_volumes(hidden=True) if tag in lv.tags]
+
+
+def merge_argv(snap: LogicalVolume) -> list[str]:
+    return ["lvconvert", "--merge", "--yes", "--", snap.full_name]
+
+
+MERGE_TIMEOUT = 24 * 3600.0  # a COW merge copies every changed chunk back
+
+
+def merge(snap: LogicalVolume) -> None:
+    """``lvconvert --merge``: a COW snapshot is copied back (lvconvert waits for
+    it); a thin one replaces its origin at once.  With the origin open, LVM
+    defers either until the origin is next activated (see :func:`reactivate`)."""
+    runner.run(merge_argv(snap), mutates=True, timeout=MERGE_TIMEOUT)
+
+
+def reactivate(lv: LogicalVolume) -> None:
+    """Deactivate and activate again: starts a merge LVM deferred."""
+    runner.run(["lvchange", "--activate", "n", "--", lv.full_name], mutates=True)
+    runner.run(
+        ["lvchange", "--activate", "y", "--ignoreactivationskip", "--", lv.full_name],
+        mutates=True,
+        timeout=MERGE_TIMEOUT,
+    )
+
+
+def extend_argv(lv: LogicalVolume, nbytes: int) -> list[str]:
+    return ["lvextend", "--size", f"+{nbytes}b", "--", lv.full_name]
+
+
+def extend(lv: LogicalVolume, nbytes: int) -> None:
+    runner.run(extend_argv(lv, nbytes), mutates=True)

@@ -8,7 +8,9 @@ Ctrl-C cannot kill them half-way.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+from contextlib import suppress
 from dataclasses import dataclass
 
 from vmsnap.errors import CommandError, LvmError
@@ -67,3 +69,44 @@ def run(
     if check and result.returncode != 0:
         raise CommandError(list(argv), result.returncode, result.stderr)
     return result
+
+
+@dataclass(frozen=True)
+class ScriptResult:
+    returncode: int  # -1 when it was killed at the timeout
+    output: str  # stdout and stderr, interleaved
+    timed_out: bool
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def run_script(argv: list[str], *, env: dict[str, str], timeout: float) -> ScriptResult:
+    """Run a site script (a hook) in its own process group with ``env`` as its
+    whole environment; at the timeout, or if vmsnap is interrupted, the whole
+    group is killed.  A script that cannot be started raises OSError."""
+    proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
+        cwd="/",
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()  # a child that left the group may still hold it
+        return ScriptResult(-1, "", True)
+    except BaseException:
+        _kill_group(proc)
+        raise
+    return ScriptResult(proc.returncode, output, False)

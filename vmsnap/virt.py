@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -201,6 +202,19 @@ class Domain:
 
     def start(self) -> None:
         self._call("starting", self._dom.create)
+
+    def shutdown(self) -> None:
+        """Ask the guest to shut down cleanly (ACPI or agent, as libvirt chooses)."""
+        self._call("shutting down", self._dom.shutdown)
+
+    def wait_shutoff(self, timeout: float, interval: float = 1.0) -> bool:
+        """Wait until the guest is shut off; False at the timeout (never forced)."""
+        deadline = time.monotonic() + timeout
+        while self.state() != "shutoff":
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
 
     def suspend(self) -> None:
         self._call("pausing", self._dom.suspend)

@@ -88,6 +88,23 @@ cd "$out"
 run vmsnap clone web01 web02 --no-define
 run lvs -o lv_name,lv_size,origin demovg
 
+step "vmsnap checkpoint: keep web01's snapshots across an upgrade, then roll it back"
+run vmsnap checkpoint create web01 --label pre-upgrade --snapshot-size 100% --expire 1d
+before=$(sha256sum < /dev/demovg/web01-data | cut -c1-16)
+echo "(the 'upgrade': 8 MiB of new bytes on web01-data)"
+head -c 8M /dev/urandom | dd of=/dev/demovg/web01-data bs=1M conv=notrunc,fsync status=none
+run vmsnap checkpoint list web01
+run vmsnap checkpoint rollback web01 --shutdown
+after=$(sha256sum < /dev/demovg/web01-data | cut -c1-16)
+printf 'web01-data at checkpoint %s, after rollback %s  %s\n' "$before" "$after" \
+  "$([ "$before" = "$after" ] && echo OK || echo MISMATCH)"
+[ "$before" = "$after" ]
+
+step "vmsnap checkpoint release: db01's upgrade went well"
+run vmsnap checkpoint create db01 --label pre-upgrade
+run vmsnap checkpoint release db01 pre-upgrade
+[ -z "$(lvs --noheadings @vmsnap_checkpoint)" ] && echo "no checkpoint left"
+
 step "No snapshot left behind"
 run lvs -o lv_name,lv_tags demovg
 [ -z "$(lvs --noheadings @vmsnap)" ] && echo "none tagged @vmsnap"

@@ -33,6 +33,7 @@ ERROR_CLASSES = {
     errors.IntegrityError: ExitCode.INTEGRITY,
     errors.LockedError: ExitCode.LOCKED,
     errors.LeftBehindError: ExitCode.LEFT_BEHIND,
+    errors.HookError: ExitCode.HOOK,
 }
 
 
@@ -53,6 +54,7 @@ def test_exit_codes_are_distinct_and_fixed() -> None:
         "INTEGRITY": 10,
         "LOCKED": 11,
         "LEFT_BEHIND": 12,
+        "HOOK": 13,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }

@@ -1,0 +1,158 @@
+"""Hooks around a real backup and a checkpoint on real LVM: phases in order with
+the documented environment, and a pre-quiesce veto that leaves nothing behind.
+(Ordering, timeout and the security refusal are tested on the host:
+tests/unit/test_hooks.py.)"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from labkit import Lab, disk_xml, domain_xml, lv_names, node_uri
+
+from vmsnap import backup, checkpoint, hooks, virt
+from vmsnap.errors import ExitCode, HookError
+from vmsnap.hooks import Hooks
+from vmsnap.progress import NoProgress
+from vmsnap.quiesce import QuiesceMode
+
+RECORD = """#!/bin/sh
+set -eu
+{{ echo "$0|$1|$VMSNAP_PHASE|$VMSNAP_COMMAND|${{VMSNAP_DOMAIN-}}|${{VMSNAP_BACKUP_DIR-}}|\
+${{VMSNAP_QUIESCE-}}|${{VMSNAP_VOLUMES-}}|${{VMSNAP_SNAPSHOTS-}}|${{VMSNAP_STATUS-}}|\
+${{VMSNAP_ERROR-}}|${{VMSNAP_LABEL-}}|${{VMSNAP_DEST-}}"; }} >> {log}
+"""
+VETO = """#!/bin/sh
+set -eu
+if [ "$VMSNAP_PHASE" = pre-quiesce ] && [ "${VMSNAP_DOMAIN}" = upgrading ]; then
+  echo "upgrading is mid-upgrade: no backup" >&2
+  exit 1
+fi
+"""
+
+
+@pytest.fixture
+def hook_dir() -> Iterator[Path]:
+    """Root's folder that no one else can write, all the way up (not /tmp)."""
+    for parent in ("/run", "/etc"):
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="vmsnap-hooks-", dir=parent))
+        except OSError:
+            continue
+        folder.chmod(0o755)
+        try:
+            hooks.check_safe(folder)
+        except HookError:
+            shutil.rmtree(folder)
+            continue
+        yield folder
+        shutil.rmtree(folder)
+        return
+    pytest.fail("no root-only folder for hooks in the lab")
+
+
+def records(log: Path) -> list[list[str]]:
+    return [line.split("|") for line in log.read_text().splitlines()]
+
+
+def test_backup_hooks_in_order_and_a_veto_leaves_nothing(
+    lab: Lab, tmp_path: Path, hook_dir: Path
+) -> None:
+    log = tmp_path / "hooks.log"
+    for name, text in (("10-record", RECORD.format(log=log)), ("20-veto", VETO)):
+        (hook_dir / name).write_text(text)
+        (hook_dir / name).chmod(0o755)
+    ok_disk = lab.lv("hk-ok", 8)
+    vetoed_disk = lab.lv("hk-up", 8, thin=True)
+    uri = node_uri(
+        tmp_path,
+        [
+            domain_xml("good", [disk_xml("vda", ok_disk)]),
+            domain_xml("upgrading", [disk_xml("vda", vetoed_disk)]),
+        ],
+    )
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    settings = backup.BackupSettings(
+        dest=dest, quiesce=QuiesceMode.PAUSE, hooks=Hooks(hook_dir, timeout=30)
+    )
+    with virt.connection(uri) as conn:
+        results = backup.backup(conn, None, settings, NoProgress())
+    good, upgrading = results
+    assert good.ok, good.error
+    assert isinstance(upgrading.error, HookError)
+    assert upgrading.error.exit_code == ExitCode.HOOK
+    assert "20-veto at pre-quiesce exited with status 1" in str(upgrading.error)
+    assert not (dest / "upgrading").exists() or not any((dest / "upgrading").iterdir())
+    assert not lv_names("@vmsnap")
+
+    seen = records(log)
+    assert all(r[0] == str(hook_dir / "10-record") and r[1] == r[2] for r in seen)
+    assert [(r[2], r[4]) for r in seen] == [
+        ("job-start", ""),
+        ("pre-quiesce", "good"),
+        ("post-snapshot", "good"),
+        ("backup-end", "good"),
+        ("pre-quiesce", "upgrading"),  # 10-record ran, then 20-veto said no
+        ("backup-abort", "upgrading"),
+        ("job-end", ""),
+    ]
+    by_phase = {(r[2], r[4]): r for r in seen}
+    assert all(r[3] == "backup" and r[12] == str(dest) for r in seen)
+    pre = by_phase["pre-quiesce", "good"]
+    assert pre[5].endswith(".partial")
+    assert (pre[6], pre[7]) == ("pause", ok_disk)
+    post = by_phase["post-snapshot", "good"]
+    assert post[6] == "pause"  # the mode used; the guest is already resumed
+    assert post[8].startswith("/dev/labvg/hk-ok-vmsnap-")
+    assert by_phase["backup-end", "good"][5] == str(good.directory)
+    assert "mid-upgrade" not in by_phase["backup-abort", "upgrading"][10]
+    assert "20-veto" in by_phase["backup-abort", "upgrading"][10]
+    assert by_phase["job-end", ""][9] == "failed"
+
+
+def test_checkpoint_hooks_and_a_vetoed_checkpoint(lab: Lab, tmp_path: Path, hook_dir: Path) -> None:
+    log = tmp_path / "hooks.log"
+    for name, text in (("10-record", RECORD.format(log=log)), ("20-veto", VETO)):
+        (hook_dir / name).write_text(text)
+        (hook_dir / name).chmod(0o755)
+    disk = lab.lv("hk-cp", 8)
+    vetoed = lab.lv("hk-cp-up", 8)
+    uri = node_uri(
+        tmp_path,
+        [
+            domain_xml("cp", [disk_xml("vda", disk)]),
+            domain_xml("upgrading", [disk_xml("vda", vetoed)]),
+        ],
+    )
+    with_hooks = Hooks(hook_dir, timeout=30)
+    with virt.connection(uri) as conn:
+        made = checkpoint.create(
+            conn,
+            "cp",
+            checkpoint.CreateSettings(label="pre", quiesce=QuiesceMode.PAUSE, hooks=with_hooks),
+        )
+        with pytest.raises(HookError):
+            checkpoint.create(
+                conn,
+                "upgrading",
+                checkpoint.CreateSettings(label="x", quiesce=QuiesceMode.PAUSE, hooks=with_hooks),
+            )
+        checkpoint.rollback(conn, "cp", "pre", shutdown=True, hooks_settings=with_hooks)
+    assert not lv_names("@vmsnap") | lv_names("@vmsnap_checkpoint")
+    seen = records(log)
+    assert [(r[2], r[4]) for r in seen] == [
+        ("pre-quiesce", "cp"),
+        ("post-snapshot", "cp"),
+        ("checkpoint-end", "cp"),
+        ("pre-quiesce", "upgrading"),
+        ("checkpoint-abort", "upgrading"),
+        ("pre-rollback", "cp"),
+        ("post-rollback", "cp"),
+    ]
+    assert all(r[3] == "checkpoint" for r in seen)
+    assert seen[2][8] == made.disks[0].snapshot.path
+    assert seen[0][11] == seen[5][11] == "pre"
