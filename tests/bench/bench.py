@@ -53,7 +53,9 @@ class Job:
         return self.size / self.median(label).seconds / 1e6
 
 
-def run_pipeline(stages: Sequence[Sequence[str]], stdout: Path | None = None) -> Run:
+def run_pipeline(
+    stages: Sequence[Sequence[str]], stdout: Path | None = None, *, quiet: bool = False
+) -> Run:
     """Run ``stages`` connected by pipes; wall time and the largest peak RSS."""
     start = time.monotonic()
     procs: list[subprocess.Popen[bytes]] = []
@@ -62,7 +64,12 @@ def run_pipeline(stages: Sequence[Sequence[str]], stdout: Path | None = None) ->
     try:
         for i, argv in enumerate(stages):
             last = i == len(stages) - 1
-            proc = subprocess.Popen(argv, stdin=prev, stdout=sink if last else subprocess.PIPE)
+            proc = subprocess.Popen(
+                argv,
+                stdin=prev,
+                stdout=sink if last else subprocess.PIPE,
+                stderr=subprocess.DEVNULL if quiet else None,
+            )
             if prev is not None:
                 prev.close()
             prev = proc.stdout
@@ -112,6 +119,9 @@ class Bench:
         img = self.out / "vmsnap.zst"
         cmds = {
             "vmsnap": [[VMSNAP, "-q", "image", "dump", str(src), str(img)]],
+            "vmsnap, progress shown": [
+                [VMSNAP, "image", "dump", "--progress", str(src), str(self.out / "p.zst")]
+            ],
             "dd | zstd -T0 -3": [
                 ["dd", f"if={src}", "bs=4M", "status=none"],
                 ["zstd", "-q", "-T0", "-3"],
@@ -125,8 +135,10 @@ class Bench:
             for label, stages in cmds.items():
                 if label == "vmsnap":
                     fresh(img)
+                fresh(self.out / "p.zst")
                 target = fresh(self.out / "pipe.zst") if label.startswith("dd") else None
-                job.runs.setdefault(label, []).append(run_pipeline(stages, target))
+                quiet = "progress" in label  # the bars go to /dev/null
+                job.runs.setdefault(label, []).append(run_pipeline(stages, target, quiet=quiet))
         if zstd_dc_sha256(img) != sha256_file(src):  # the check is not timed
             raise SystemExit(f"{name}: zstd -dc of vmsnap's image differs from the source")
         return job
