@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -19,19 +20,23 @@ import typer
 from vmsnap import (
     __version__,
     backup,
+    catalog,
     checkpoint,
     cleanup,
     clone,
+    config,
     imagecmd,
     restore,
+    retention,
     store,
     verify,
     virt,
 )
-from vmsnap.console import make_progress, setup_logging
+from vmsnap.console import close_log_file, make_progress, setup_logging, to_log_file
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
 from vmsnap.hooks import Hooks
+from vmsnap.image import DEFAULT_LEVEL
 from vmsnap.lock import run_lock
 from vmsnap.models import Guest, SizeSpec, human_size
 from vmsnap.progress import Progress
@@ -88,6 +93,8 @@ class _Options:
     debug: bool = False
     quiet: bool = False
     hooks_dir: Path | None = None
+    config_file: Path | None = None
+    loaded: config.Config | None = None  # read when a command first needs it
 
 
 OPTIONS = _Options()
@@ -102,6 +109,14 @@ ConnectOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+DestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dest",
+        metavar="DIR",
+        help="Destination folder, which must exist (default: dest in the configuration file).",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -112,6 +127,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log output.")
@@ -125,18 +141,54 @@ def _root(
         typer.Option(
             "--hooks-dir",
             metavar="DIR",
-            help="Hooks folder (default: $VMSNAP_HOOKS_DIR, else /etc/vmsnap/hooks.d).",
+            help="Hooks folder (default: $VMSNAP_HOOKS_DIR, else hooks_dir in the "
+            "configuration file, else /etc/vmsnap/hooks.d).",
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="Configuration file (default: $VMSNAP_CONFIG, else /etc/vmsnap/vmsnap.toml "
+            "if it exists).",
+        ),
+    ] = None,
+    log_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--log-file",
+            metavar="PATH",
+            help="Also append timestamped log lines (INFO and up, errors, exit status) here.",
         ),
     ] = None,
 ) -> None:
     OPTIONS.debug = debug
     OPTIONS.quiet = quiet
     OPTIONS.hooks_dir = hooks_dir
-    setup_logging(2 if debug else (-1 if quiet else verbose))
+    OPTIONS.config_file = config_file
+    OPTIONS.loaded = None
+    setup_logging(2 if debug else (-1 if quiet else verbose), log_file=log_file)
+    to_log_file(logging.INFO, f"started: vmsnap {ctx.invoked_subcommand or ''}")
+
+
+def _config() -> config.Config:
+    """The configuration file's settings, read once, when a command needs them."""
+    if OPTIONS.loaded is None:
+        OPTIONS.loaded = config.load(config.find(OPTIONS.config_file))
+    return OPTIONS.loaded
 
 
 def _uri(connect: str | None) -> str | None:
-    return connect or virt.default_uri()
+    """--connect, else $LIBVIRT_DEFAULT_URI, else the configuration file's connect."""
+    return connect or virt.default_uri() or _config().connect
+
+
+def _dest(dest: Path | None) -> Path:
+    chosen = dest or _config().dest
+    if chosen is None:
+        raise UsageError("--dest DIR is required (or dest in the configuration file)")
+    return chosen
 
 
 # ---------------------------------------------------------------- list
@@ -222,8 +274,11 @@ def _parse_excludes(items: list[str]) -> frozenset[tuple[str, str]]:
     return frozenset(pairs)
 
 
-def _result_json(result: backup.GuestResult) -> dict[str, Any]:
+def _result_json(
+    result: backup.GuestResult, pruned: dict[str, retention.GuestPrune]
+) -> dict[str, Any]:
     window = result.window
+    prune = pruned.get(result.name)
     return {
         "name": result.name,
         "ok": result.ok,
@@ -235,6 +290,7 @@ def _result_json(result: backup.GuestResult) -> dict[str, Any]:
         else None,
         "disks": [vars(d) for d in result.disks],
         "plan": _plan_json(result.plan) if result.plan else None,
+        "prune": _prune_json(prune) if prune else None,
     }
 
 
@@ -292,14 +348,15 @@ def backup_exit_code(results: list[backup.GuestResult]) -> ExitCode:
 def backup_cmd(
     domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
     all_guests: Annotated[bool, typer.Option("--all", help="Back up every guest.")] = False,
-    dest: Annotated[
-        Path | None, typer.Option("--dest", metavar="DIR", help="Destination folder (must exist).")
-    ] = None,
+    dest: DestOpt = None,
     connect: ConnectOpt = None,
     quiesce: Annotated[
-        QuiesceMode,
-        typer.Option("--quiesce", help="auto: agent freeze, else pause a running guest."),
-    ] = QuiesceMode.AUTO,
+        QuiesceMode | None,
+        typer.Option(
+            "--quiesce",
+            help="auto (the default): agent freeze, else pause a running guest.",
+        ),
+    ] = None,
     snapshot_size: Annotated[
         str | None,
         typer.Option(
@@ -313,17 +370,20 @@ def backup_cmd(
         list[str] | None,
         typer.Option("--exclude", metavar="DOMAIN:TARGET", help="Leave a disk out (repeatable)."),
     ] = None,
-    level: Annotated[int, typer.Option("--level", min=1, max=19, help="zstd level.")] = 3,
+    level: Annotated[
+        int | None, typer.Option("--level", min=1, max=19, help="zstd level (default: 3).")
+    ] = None,
     thin_pool_limit: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--thin-pool-limit",
             metavar="PCT",
             min=1,
             max=100,
-            help="Refuse to snapshot into a thin pool fuller than this (data or metadata).",
+            help="Refuse to snapshot into a thin pool fuller than this, data or metadata "
+            "(default: 90).",
         ),
-    ] = backup.DEFAULT_POOL_LIMIT,
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Plan and check; change nothing.")
     ] = False,
@@ -334,36 +394,62 @@ def backup_cmd(
             help="Progress bars (default: bars on a terminal, plain lines otherwise).",
         ),
     ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Then prune each guest backed up, by the configuration file's [retention].",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Snapshot each guest's LVs in one short quiesce window, then stream them as zstd images."""
     if bool(domains) == all_guests:
         raise UsageError("name the guests to back up, or pass --all (not both)")
-    if dest is None:
-        raise UsageError("--dest DIR is required")
-    settings = backup.BackupSettings(
-        dest=dest,
-        quiesce=quiesce,
-        snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
-        excludes=_parse_excludes(exclude or []),
-        level=level,
-        dry_run=dry_run,
-        thin_pool_limit=thin_pool_limit,
-        hooks=_hooks(),
-    )
+    cfg = _config()
+    policy = _configured_policy() if prune else None
     with virt.connection(_uri(connect)) as conn:
+        names = domains or [d.name for d in conn.domains()]
+        settings = backup.BackupSettings(
+            dest=_dest(dest),
+            quiesce=quiesce or cfg.quiesce or QuiesceMode.AUTO,
+            snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else cfg.snapshot_size,
+            excludes=_parse_excludes(exclude or []) | cfg.excludes_for(set(names)),
+            level=level or cfg.level or DEFAULT_LEVEL,
+            dry_run=dry_run,
+            thin_pool_limit=thin_pool_limit or cfg.thin_pool_limit or backup.DEFAULT_POOL_LIMIT,
+            hooks=_hooks(),
+        )
         results = backup.backup(
             conn, domains or None, settings, _progress(False if dry_run else progress)
         )
+    pruned = _prune_after(settings, results, policy)
     for failed in (r for r in results if r.error is not None):
         assert failed.error is not None
         _print_error(f"{failed.name}: {failed.error}", failed.error)
     if as_json:
-        print(json.dumps([_result_json(r) for r in results], indent=2))
+        print(json.dumps([_result_json(r, pruned) for r in results], indent=2))
     else:
         for result in results:
             _print_result(result, dry_run)
-    _done(backup_exit_code(results))
+        _print_prune(list(pruned.values()), dry_run)
+    _done(backup_exit_code(results) or _prune_exit_code(list(pruned.values())))
+
+
+def _prune_after(
+    settings: backup.BackupSettings,
+    results: list[backup.GuestResult],
+    policy: retention.Policy | None,
+) -> dict[str, retention.GuestPrune]:
+    """``backup --prune``: each guest that was backed up (or, with --dry-run, that
+    has backups), pruned by the configured policy."""
+    if policy is None:
+        return {}
+    names = [r.name for r in results if r.ok and store.guest_dir(settings.dest, r.name).is_dir()]
+    if not names:
+        return {}
+    plans = retention.prune(settings.dest, names, policy, dry_run=settings.dry_run)
+    return dict(zip(names, plans, strict=True))
 
 
 # ---------------------------------------------------------------- cleanup
@@ -454,6 +540,9 @@ def verify_cmd(
     interrupted run) is an INCOMPLETE backup.  Needs neither libvirt nor LVM.
     """
     reports = verify.verify_paths(paths, _progress(progress))
+    now = time.time()
+    for report in (r for r in reports if r.manifest_ok):
+        catalog.record_verified(report.directory, str(report.status), now)
     for line in (line for r in reports for line in _verify_failures(r)):
         print(f"vmsnap: error: {line}", file=sys.stderr)
     if as_json:
@@ -464,6 +553,180 @@ def verify_cmd(
         good = sum(r.ok for r in reports)
         print(f"{len(reports)} backup(s) verified: {good} OK, {len(reports) - good} failed")
     _done(verify.exit_code(reports))
+
+
+# ---------------------------------------------------------------- prune
+
+
+def _configured_policy() -> retention.Policy:
+    policy = _config().retention
+    if policy is None or policy.empty:
+        raise UsageError(
+            "no retention policy: set keep_last, keep_daily, keep_weekly or keep_monthly "
+            "under [retention] in the configuration file"
+        )
+    return policy
+
+
+def _policy(keeps: dict[str, int | None]) -> retention.Policy:
+    """The --keep-* options if any is given (they replace [retention] as a whole),
+    else the configuration file's."""
+    if all(v is None for v in keeps.values()):
+        return _configured_policy()
+    policy = retention.Policy(**{k: v or 0 for k, v in keeps.items()})
+    if policy.empty:
+        raise UsageError("every --keep-* is 0: that would keep nothing but the newest")
+    return policy
+
+
+def _stored_json(b: catalog.Stored, now: float) -> dict[str, Any]:
+    m = b.manifest
+    created = b.created
+    return {
+        "guest": b.guest,
+        "directory": str(b.directory),
+        "stamp": b.directory.name,
+        "created": m.created if m else None,
+        "age_seconds": round(now - created.timestamp()) if created else None,
+        "size": m.total_size if m else None,
+        "compressed_size": sum(d.compressed_size for d in m.disks) if m else None,
+        "disks": [d.target for d in m.disks] if m else [],
+        "verified": {"at": b.verified.at, "status": b.verified.status} if b.verified else None,
+        "good": b.good,
+        "problem": b.problem,
+    }
+
+
+def _prune_json(p: retention.GuestPrune) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "guest": p.guest,
+        "folder": str(p.folder),
+        "keep": [{**_stored_json(b, now), "reasons": list(why)} for b, why in p.keep],
+        "remove": [_stored_json(b, now) for b in p.remove],
+        "ignored": [_stored_json(b, now) for b in p.ignored],
+        "partials": [str(path) for path in p.partials],
+        "errors": p.errors,
+    }
+
+
+def _print_prune(plans: list[retention.GuestPrune], dry_run: bool) -> None:
+    verb = "would remove" if dry_run else "removed"
+    for p in plans:
+        for b, why in p.keep:
+            print(f"{p.guest}: keep    {b.directory.name}  ({', '.join(why)})")
+        for b in p.remove:
+            print(f"{p.guest}: {verb} {b.directory.name}")
+        for path in p.partials:
+            print(f"{p.guest}: {verb} {path.name} (unpublished)")
+        for b in p.ignored:
+            reason = b.problem or f"last verify {b.verified.status if b.verified else '?'}"
+            print(f"{p.guest}: ignored {b.directory.name} (not a good backup: {reason})")
+
+
+def _prune_exit_code(plans: list[retention.GuestPrune]) -> ExitCode:
+    for line in (e for p in plans for e in p.errors):
+        print(f"vmsnap: error: {line}", file=sys.stderr)
+    return ExitCode.DESTINATION if any(p.errors for p in plans) else ExitCode.OK
+
+
+@app.command("prune", epilog=EXIT_STATUS)
+def prune_cmd(
+    domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
+    dest: DestOpt = None,
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", min=0, metavar="N", help="Keep the N newest.")
+    ] = None,
+    keep_daily: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-daily", min=0, metavar="N", help="Keep the newest of each of N UTC days."
+        ),
+    ] = None,
+    keep_weekly: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-weekly", min=0, metavar="N", help="Keep the newest of each of N ISO weeks."
+        ),
+    ] = None,
+    keep_monthly: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-monthly", min=0, metavar="N", help="Keep the newest of each of N months."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove the backups a retention policy does not keep, and unpublished .partial folders.
+
+    Only good backups (a sealed manifest, no failed verify) count; the newest of
+    each guest is always kept; anything else is left alone.
+    """
+    policy = _policy(
+        {
+            "keep_last": keep_last,
+            "keep_daily": keep_daily,
+            "keep_weekly": keep_weekly,
+            "keep_monthly": keep_monthly,
+        }
+    )
+    plans = retention.prune(_dest(dest), domains or None, policy, dry_run=dry_run)
+    if as_json:
+        doc = {
+            "dry_run": dry_run,
+            "policy": policy.as_dict(),
+            "guests": [_prune_json(p) for p in plans],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_prune(plans, dry_run)
+    _done(_prune_exit_code(plans))
+
+
+# ---------------------------------------------------------------- backups
+
+
+def _print_stored(found: list[catalog.GuestFolder], now: float) -> None:
+    print(f"{'GUEST':<16} {'BACKUP':<18} {'AGE':>5} {'SIZE':>10} {'STORED':>10}  VERIFIED")
+    for g in found:
+        for b in reversed(g.backups):
+            m = b.manifest
+            age = _ago(now - b.created.timestamp()) if b.created else "?"
+            size = human_size(m.total_size) if m else "?"
+            packed = human_size(sum(d.compressed_size for d in m.disks)) if m else "?"
+            checked = f"{b.verified.status} {b.verified.at}" if b.verified else "never"
+            line = f"{g.guest:<16} {b.directory.name:<18} {age:>5} {size:>10} {packed:>10}  "
+            print(line + (checked if m else f"BAD: {b.problem}"))
+        for path in g.partials:
+            print(f"{g.guest:<16} {path.name}  (unpublished: an interrupted or running backup)")
+
+
+@app.command("backups", epilog=EXIT_STATUS)
+def backups_cmd(
+    domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
+    dest: DestOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the destination holds: each guest's backups, newest first, with their
+    size, age and last verify result."""
+    found = catalog.scan(_dest(dest), domains or None)
+    now = time.time()
+    if as_json:
+        doc = [
+            {
+                "guest": g.guest,
+                "folder": str(g.folder),
+                "backups": [_stored_json(b, now) for b in reversed(g.backups)],
+                "partials": [str(p) for p in g.partials],
+            }
+            for g in found
+        ]
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_stored(found, now)
 
 
 # ---------------------------------------------------------------- restore
@@ -838,7 +1101,11 @@ def checkpoint_watch(
 
 
 def _hooks() -> Hooks:
-    return Hooks.from_environment(OPTIONS.hooks_dir)
+    """--hooks-dir, else $VMSNAP_HOOKS_DIR, else the configuration file's hooks_dir."""
+    chosen = OPTIONS.hooks_dir
+    if chosen is None and not os.environ.get("VMSNAP_HOOKS_DIR"):
+        chosen = _config().hooks_dir
+    return Hooks.from_environment(chosen)
 
 
 def _progress(flag: bool | None) -> Progress:
@@ -848,6 +1115,7 @@ def _progress(flag: bool | None) -> Progress:
 
 def _print_error(text: str, exc: BaseException) -> None:
     print(f"vmsnap: error: {text}", file=sys.stderr)
+    to_log_file(logging.ERROR, text)
     for note in getattr(exc, "__notes__", ()):
         print(f"vmsnap:   {note}", file=sys.stderr)
     if OPTIONS.debug:
@@ -861,6 +1129,13 @@ def _report(exc: BaseException, code: int) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: the one place errors become exit codes."""
+    code = _run(argv)
+    to_log_file(logging.INFO, f"exit status {code}")
+    close_log_file()
+    return code
+
+
+def _run(argv: list[str] | None) -> int:
     GATE.install()
     try:
         app(args=argv, prog_name="vmsnap")  # standalone: usage errors exit 2 by themselves

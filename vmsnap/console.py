@@ -9,31 +9,73 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Never, TextIO
 
 if TYPE_CHECKING:  # imported when a bar is drawn: it costs ~25 ms at every start
     from tqdm import tqdm
 
+from vmsnap.errors import UsageError
 from vmsnap.models import human_size
 from vmsnap.progress import NoProgress, Progress
 
 PLAIN_STEPS = 4  # a plain line at each quarter of a disk
 
 
-def setup_logging(verbosity: int, stream: TextIO | None = None) -> None:
+_STAMPED = logging.Formatter("%(asctime)s vmsnap %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+FILE_LOGGER = "vmsnap.file"  # records for the --log-file only (errors, exit status)
+
+
+def setup_logging(
+    verbosity: int, stream: TextIO | None = None, log_file: Path | None = None
+) -> None:
+    """Logs on ``stream`` (stderr): plain on a terminal, else timestamped.  A
+    ``log_file`` is appended to, timestamped, at INFO or more whatever ``-q`` says."""
     stream = stream or sys.stderr
     level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(stream)
-    if stream.isatty():
-        handler.setFormatter(logging.Formatter("vmsnap: %(message)s"))
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s vmsnap %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-        )
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("vmsnap: %(message)s") if stream.isatty() else _STAMPED)
+    handlers: list[logging.Handler] = [handler]
+    if log_file is not None:
+        handlers.append(_file_handler(log_file, min(level, logging.INFO)))
     root = logging.getLogger("vmsnap")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+    for old in root.handlers:
+        if isinstance(old, logging.FileHandler):
+            old.close()
+    root.handlers[:] = handlers
+    root.setLevel(min(h.level for h in handlers))
     root.propagate = False
+    only_file = logging.getLogger(FILE_LOGGER)
+    only_file.handlers[:] = handlers[1:]
+    only_file.propagate = False
+    only_file.setLevel(logging.INFO)
+
+
+def _file_handler(path: Path, level: int) -> logging.Handler:
+    try:
+        handler = logging.FileHandler(path, mode="a", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot open --log-file {path}: {exc.strerror}") from exc
+    handler.setLevel(level)
+    handler.setFormatter(_STAMPED)
+    return handler
+
+
+def close_log_file() -> None:
+    """Close and drop the --log-file handler (at the end of a run)."""
+    for name in ("vmsnap", FILE_LOGGER):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            handler.close()
+            logger.removeHandler(handler)
+
+
+def to_log_file(level: int, text: str) -> None:
+    """A line for the log file only: what the CLI prints itself (errors, exit status)."""
+    logger = logging.getLogger(FILE_LOGGER)
+    if logger.handlers:  # else logging's last resort would print it on stderr
+        logger.log(level, "%s", text)
 
 
 class TqdmProgress:

@@ -49,6 +49,10 @@ class UsageError(VmsnapError):
     exit_code = ExitCode.USAGE
 
 
+class ConfigError(UsageError):
+    """The configuration file is not valid: it names the key (and line)."""
+
+
 class NotFoundError(VmsnapError):
     exit_code = ExitCode.NOT_FOUND
 

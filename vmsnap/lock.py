@@ -34,8 +34,9 @@ def _open(path: str) -> int:
 
 
 @contextmanager
-def run_lock(wait: float = DEFAULT_WAIT, path: str | None = None) -> Iterator[None]:
+def run_lock(wait: float | None = None, path: str | None = None) -> Iterator[None]:
     path = path or lock_path()
+    wait = DEFAULT_WAIT if wait is None else wait
     fd = _open(path)
     try:
         deadline = time.monotonic() + wait

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NoReturn
 
@@ -311,6 +312,16 @@ def _unique(what: str, values: list[str]) -> None:
 # ---------------------------------------------------------------- finding backups
 
 _Kind = Literal["backup", "partial"] | None
+
+
+def is_stamp(name: str) -> bool:
+    """A backup folder's name: its UTC time, ``20261127T042319Z`` (``-2`` on a clash)."""
+    return bool(_STAMP.fullmatch(name))
+
+
+def created_time(text: str) -> datetime:
+    """A manifest's ``created`` as an aware UTC datetime."""
+    return datetime.strptime(text, CREATED_FORMAT).replace(tzinfo=UTC)
 
 
 def find_backups(path: Path) -> list[Path]:

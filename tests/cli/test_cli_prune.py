@@ -1,0 +1,257 @@
+"""vmsnap prune, vmsnap backups, the verify record, the configuration file and
+--log-file, on real backup folders built by backupkit (no LVM)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from clikit import Main, one_line_error
+
+from vmsnap.errors import ExitCode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from backupkit import edit_manifest, flip_bit, make_backup, random_bytes
+
+STAMPS = ["20261101T020000Z", "20261102T020000Z", "20261102T140000Z", "20261103T020000Z"]
+
+
+def created(stamp: str) -> str:
+    return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}Z"
+
+
+def backups(dest: Path, guest: str = "web01", stamps: list[str] = STAMPS) -> list[Path]:
+    folders = []
+    for stamp in stamps:
+        folder = make_backup(dest, guest, stamp, disks={"vda": random_bytes(5000)})
+        edit_manifest(folder, lambda doc, s=stamp: doc.update(created=created(s)), reseal=True)
+        folders.append(folder)
+    return folders
+
+
+def present(dest: Path, guest: str = "web01") -> list[str]:
+    return sorted(p.name for p in (dest / guest).iterdir())
+
+
+@pytest.fixture
+def conf(tmp_path: Path, dest: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "vmsnap.toml"
+    path.write_text(f'dest = "{dest}"\n[retention]\nkeep_daily = 2\n')
+    monkeypatch.setenv("VMSNAP_CONFIG", str(path))
+    return path
+
+
+# ---------------------------------------------------------------- prune
+
+
+def test_prune_keep_last(main: Main, dest: Path) -> None:
+    backups(dest)
+    code, out, err = main("prune", "--dest", str(dest), "--keep-last", "2")
+    assert code == 0
+    assert "error" not in err
+    assert present(dest) == STAMPS[2:]
+    assert f"web01: removed {STAMPS[0]}" in out
+    assert f"web01: keep    {STAMPS[3]}  (last)" in out
+
+
+def test_prune_dry_run_json(main: Main, dest: Path) -> None:
+    backups(dest)
+    backups(dest, "db01", STAMPS[:1])
+    (dest / "web01" / "20261104T020000Z.partial").mkdir()
+    code, out, _err = main("prune", "--dest", str(dest), "--keep-daily", "1", "--dry-run", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["dry_run"] is True
+    assert doc["policy"] == {"keep_last": 0, "keep_daily": 1, "keep_weekly": 0, "keep_monthly": 0}
+    web = next(g for g in doc["guests"] if g["guest"] == "web01")
+    assert [k["stamp"] for k in web["keep"]] == [STAMPS[3]]
+    assert web["keep"][0]["reasons"] == ["daily 2026-11-03"]
+    assert sorted(r["stamp"] for r in web["remove"]) == STAMPS[:3]
+    assert web["partials"] == [str(dest / "web01" / "20261104T020000Z.partial")]
+    assert set(web["keep"][0]) >= {"directory", "created", "size", "compressed_size", "verified"}
+    db = next(g for g in doc["guests"] if g["guest"] == "db01")
+    assert ([k["stamp"] for k in db["keep"]], db["remove"]) == ([STAMPS[0]], [])
+    assert len(present(dest)) == 5  # nothing removed
+
+
+def test_prune_named_guest_only(main: Main, dest: Path) -> None:
+    backups(dest)
+    backups(dest, "db01")
+    code, _out, _err = main("prune", "--dest", str(dest), "--keep-last", "1", "db01")
+    assert code == 0
+    assert (present(dest, "db01"), present(dest)) == ([STAMPS[-1]], STAMPS)
+
+
+def test_prune_without_a_policy_is_a_usage_error(main: Main, dest: Path) -> None:
+    backups(dest)
+    code, _out, err = main("prune", "--dest", str(dest))
+    assert code == ExitCode.USAGE
+    assert "no retention policy" in one_line_error(err)
+    code, _out, err = main("prune", "--dest", str(dest), "--keep-last", "0")
+    assert code == ExitCode.USAGE
+    assert present(dest) == STAMPS
+
+
+def test_prune_unknown_guest_is_not_found(main: Main, dest: Path) -> None:
+    code, _out, err = main("prune", "--dest", str(dest), "--keep-last", "1", "web99")
+    assert code == ExitCode.NOT_FOUND
+    assert "no backups of web99" in one_line_error(err)
+
+
+def test_prune_missing_dest_is_not_found(main: Main, tmp_path: Path) -> None:
+    code, _out, _err = main("prune", "--dest", str(tmp_path / "nope"), "--keep-last", "1")
+    assert code == ExitCode.NOT_FOUND
+
+
+def test_prune_waits_for_the_run_lock(
+    main: Main, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vmsnap import lock  # noqa: PLC0415 - only this test shortens the wait
+
+    backups(dest)
+    monkeypatch.setattr(lock, "DEFAULT_WAIT", 0.3)
+    with lock.run_lock(wait=0.3):  # a backup is running: its .partial is being written
+        code, _out, err = main("prune", "--dest", str(dest), "--keep-last", "1")
+    assert code == ExitCode.LOCKED
+    assert "another vmsnap run holds" in one_line_error(err)
+    assert present(dest) == STAMPS
+
+
+def test_prune_cannot_remove_is_destination_error(main: Main, dest: Path) -> None:
+    backups(dest)
+    (dest / "web01").chmod(0o500)
+    try:
+        code, _out, err = main("prune", "--dest", str(dest), "--keep-last", "1")
+    finally:
+        (dest / "web01").chmod(0o700)
+    if code == 0:
+        pytest.skip("root may write anywhere")
+    assert code == ExitCode.DESTINATION
+    assert "cannot remove" in err
+
+
+def test_prune_uses_the_configured_policy_and_dest(main: Main, dest: Path, conf: Path) -> None:
+    backups(dest)
+    code, _out, _err = main("prune")
+    assert code == 0
+    assert present(dest) == STAMPS[2:]
+    code, _out, _err = main("prune", "--keep-last", "1")  # replaces [retention] as a whole
+    assert present(dest) == STAMPS[3:]
+
+
+# ---------------------------------------------------------------- backups
+
+
+def test_backups_lists_newest_first_with_verify_state(main: Main, dest: Path) -> None:
+    folders = backups(dest, stamps=STAMPS[:2])
+    (dest / "web01" / "20261104T020000Z.partial").mkdir()
+    code, out, _err = main("backups", "--dest", str(dest), "--json")
+    assert code == 0
+    [guest] = json.loads(out)
+    assert guest["guest"] == "web01"
+    assert [b["stamp"] for b in guest["backups"]] == [STAMPS[1], STAMPS[0]]
+    first = guest["backups"][0]
+    assert first["created"] == created(STAMPS[1])
+    assert (first["size"], first["disks"], first["verified"]) == (5000, ["vda"], None)
+    assert first["compressed_size"] > 0
+    assert first["age_seconds"] > 0
+    assert guest["partials"] == [str(dest / "web01" / "20261104T020000Z.partial")]
+
+    flip_bit(folders[0] / "vda.img.zst", 100)
+    code, _out, _err = main("verify", str(dest / "web01"))
+    assert code == ExitCode.INTEGRITY
+    code, out, _err = main("backups", "--dest", str(dest), "--json", "web01")
+    states = [b["verified"]["status"] for b in json.loads(out)[0]["backups"]]
+    assert states == ["OK", "CORRUPT"]
+    assert [b["good"] for b in json.loads(out)[0]["backups"]] == [True, False]
+    code, out, _err = main("backups", "--dest", str(dest))
+    assert code == 0
+    assert "OK 20" in out
+    assert "CORRUPT 20" in out
+    assert "unpublished" in out
+
+
+def test_a_failed_verify_keeps_a_backup_out_of_retention(main: Main, dest: Path) -> None:
+    folders = backups(dest)
+    flip_bit(folders[3] / "vda.img.zst", 100)
+    main("verify", str(folders[3]))
+    code, _out, _err = main("prune", "--dest", str(dest), "--keep-last", "1")
+    assert code == 0
+    assert present(dest) == STAMPS[2:]  # the newest good one, and the corrupt one left alone
+
+
+def test_backups_needs_a_dest(main: Main) -> None:
+    code, _out, err = main("backups")
+    assert code == ExitCode.USAGE
+    assert "--dest DIR is required" in one_line_error(err)
+
+
+# ---------------------------------------------------------------- config file
+
+
+def test_a_bad_config_file_is_one_usage_error(main: Main, dest: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('dest = "/x"\nlevle = 3\n')
+    code, _out, err = main("--config", str(bad), "backups")
+    assert code == ExitCode.USAGE
+    assert one_line_error(err) == (
+        f"vmsnap: error: {bad}:2: levle: unknown key (known: connect, dest, guests, hooks_dir, "
+        "level, quiesce, retention, snapshot_size, thin_pool_limit)"
+    )
+    code, _out, _err = main("--config", str(bad), "backups", "--help")
+    assert code == 0  # help never reads the file
+
+
+def test_a_missing_config_file_is_not_found(main: Main, tmp_path: Path) -> None:
+    code, _out, err = main("--config", str(tmp_path / "nope.toml"), "backups")
+    assert code == ExitCode.NOT_FOUND
+    assert "nope.toml does not exist" in one_line_error(err)
+
+
+def test_cli_wins_over_the_config_file(main: Main, dest: Path, conf: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    backups(other, stamps=STAMPS[:1])
+    code, out, _err = main("backups", "--json", "--dest", str(other))
+    assert code == 0
+    assert [g["folder"] for g in json.loads(out)] == [str(other / "web01")]
+
+
+def test_backup_with_prune_needs_a_policy(main: Main, dest: Path, uri: str) -> None:
+    code, _out, err = main("backup", "--all", "--dest", str(dest), "--connect", uri, "--prune")
+    assert code == ExitCode.USAGE
+    assert "no retention policy" in one_line_error(err)
+
+
+def test_backup_takes_dest_and_connect_from_the_config(
+    main: Main, dest: Path, tmp_path: Path, uri: str
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'connect = "{uri}"\ndest = "{tmp_path / "missing"}"\n')
+    code, _out, err = main("--config", str(path), "backup", "--all")
+    assert code == ExitCode.DESTINATION  # reached the destination check: dest and connect came
+    assert "missing does not exist" in err
+
+
+# ---------------------------------------------------------------- --log-file
+
+
+def test_log_file_gets_timestamped_lines_even_with_quiet(main: Main, tmp_path: Path) -> None:
+    log = tmp_path / "vmsnap.log"
+    log.write_text("old line\n")
+    code, _out, err = main("-q", "--log-file", str(log), "prune", "--dest", str(tmp_path / "x"))
+    assert code == ExitCode.USAGE
+    lines = log.read_text().splitlines()
+    assert lines[0] == "old line"  # appended
+    assert any(" vmsnap INFO: started: vmsnap prune" in line for line in lines)
+    assert any(" vmsnap ERROR: no retention policy" in line for line in lines)
+    assert lines[-1].endswith(" vmsnap INFO: exit status 2")
+    assert all(line[:4].isdigit() for line in lines[1:])
+    assert err.count("no retention policy") == 1
+
+
+def test_log_file_that_cannot_be_opened_is_a_usage_error(main: Main, tmp_path: Path) -> None:
+    code, _out, err = main("--log-file", str(tmp_path / "no" / "x.log"), "backups")
+    assert code == ExitCode.USAGE
+    assert "cannot open --log-file" in one_line_error(err)
