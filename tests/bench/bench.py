@@ -215,7 +215,7 @@ def main() -> None:
     mixed = generate(data / f"mixed-{args.size_mib}.img", "mixed", args.size_mib)
     zeros = generate(data / f"zeros-{args.size_mib}.img", "zeros", args.size_mib)
     big = generate(data / f"mixed-{args.big_size_mib}.img", "mixed", args.big_size_mib)
-    out = scratch(data, 3 * args.big_size_mib * MIB)
+    out = scratch(data, (3 * args.size_mib + args.big_size_mib // 2) * MIB)  # images + one raw
     bench = Bench(data, out, args.rounds)
     size = f"{args.size_mib // 1024} GiB" if args.size_mib >= 1024 else f"{args.size_mib} MiB"
     try:
