@@ -188,10 +188,27 @@ def checkpoints(uuid: str | None = None) -> list[Checkpoint]:
 def guest_checkpoints(conn: Connection, name: str) -> list[Checkpoint]:
     """A guest's checkpoints, by its UUID; by the name tag if it is gone."""
     try:
-        uuid = conn.domain(name).uuid
+        return of_domain(conn.domain(name))
     except NotFoundError:
         return [c for c in checkpoints() if c.name == name]
-    return checkpoints(uuid)
+
+
+def of_domain(dom: Domain) -> list[Checkpoint]:
+    """By UUID; else by name, with a warning (a guest defined again gets a new UUID)."""
+    every = checkpoints()
+    found = [c for c in every if c.uuid == dom.uuid]
+    if found:
+        return found
+    named = [c for c in every if c.name == dom.name]
+    for cp in named:
+        log.warning(
+            "checkpoint %s was made for UUID %s; %s now has UUID %s",
+            cp.label,
+            cp.uuid,
+            dom.name,
+            dom.uuid,
+        )
+    return named
 
 
 def choose(found: list[Checkpoint], name: str, label: str | None) -> Checkpoint:
@@ -229,7 +246,7 @@ def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
     with run_lock():
         left = cleanup.cleanup()
         dom = conn.domain(name)
-        if any(c.label == label for c in checkpoints(dom.uuid)):
+        if any(c.label == label for c in of_domain(dom)):
             raise UsageError(f"{name} already has a checkpoint {label!r}")
         run_id = backup.new_run_id()
         scope = settings.hooks.scope(
@@ -243,7 +260,7 @@ def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
             raise
         finally:
             journal.close()
-        made = choose(checkpoints(dom.uuid), name, label)
+        made = choose(of_domain(dom), name, label)
         scope.run(hooks.CHECKPOINT_END, VMSNAP_SNAPSHOTS=_paths(made))
     return made
 
@@ -349,7 +366,7 @@ def rollback(
     conn.require_local()
     with run_lock():
         dom = conn.domain(name)
-        cp = choose(checkpoints(dom.uuid), name, label)
+        cp = choose(of_domain(dom), name, label)
         check_valid(cp)
         scope = (hooks_settings or Hooks.from_environment()).scope(
             VMSNAP_COMMAND="checkpoint",
@@ -360,7 +377,7 @@ def rollback(
         )
         scope.run(hooks.PRE_ROLLBACK)
         _require_shutoff(dom, shutdown, shutdown_timeout)
-        cp = choose(checkpoints(dom.uuid), name, cp.label)  # fresh: the guest closed its LVs
+        cp = choose(of_domain(dom), name, cp.label)  # fresh: the guest closed its LVs
         check_rollback(cp)
         for disk in cp.disks:
             log.info("merging %s back into %s", disk.snapshot.full_name, disk.target)
