@@ -255,3 +255,12 @@ def test_log_file_that_cannot_be_opened_is_a_usage_error(main: Main, tmp_path: P
     code, _out, err = main("--log-file", str(tmp_path / "no" / "x.log"), "backups")
     assert code == ExitCode.USAGE
     assert "cannot open --log-file" in one_line_error(err)
+
+
+def test_json_is_one_document_on_stdout_and_logs_go_to_stderr(main: Main, dest: Path) -> None:
+    backups(dest)
+    code, out, err = main("-v", "prune", "--dest", str(dest), "--keep-last", "1", "--json")
+    assert code == 0
+    doc = json.loads(out)  # nothing else on stdout
+    assert len(doc["guests"][0]["remove"]) == 3
+    assert err.count(" vmsnap INFO: removed ") == 3  # timestamped: stderr is not a terminal
