@@ -110,3 +110,16 @@ def test_the_man_pages_render_without_warnings(page: str) -> None:
         check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("page", ["vmsnap.8", "vmsnap-format.5"])
+def test_groff_renders_the_man_pages_without_warnings(page: str) -> None:
+    if shutil.which("groff") is None:
+        pytest.skip("groff is not installed")
+    run = subprocess.run(
+        ["groff", "-man", "-ww", "-z", str(MAN / page)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (run.returncode, run.stdout + run.stderr) == (0, "")

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from clikit import Main, one_line_error
 
+from vmsnap import backup
 from vmsnap.errors import ExitCode
+from vmsnap.models import SizeSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import edit_manifest, flip_bit, make_backup, random_bytes
@@ -264,3 +266,52 @@ def test_json_is_one_document_on_stdout_and_logs_go_to_stderr(main: Main, dest: 
     doc = json.loads(out)  # nothing else on stdout
     assert len(doc["guests"][0]["remove"]) == 3
     assert err.count(" vmsnap INFO: removed ") == 3  # timestamped: stderr is not a terminal
+
+
+# ---------------------------------------------------------------- precedence
+
+
+def captured_settings(
+    main: Main, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> backup.BackupSettings:
+    """The settings the CLI hands to the backup core (which is not run)."""
+    seen: list[backup.BackupSettings] = []
+
+    def fake(_conn: object, _names: object, settings: backup.BackupSettings, _p: object) -> list:
+        seen.append(settings)
+        return []
+
+    monkeypatch.setattr(backup, "backup", fake)
+    code, _out, err = main("backup", *args)
+    assert code == 0, err
+    return seen[0]
+
+
+def test_precedence_option_then_file_then_default(
+    main: Main, monkeypatch: pytest.MonkeyPatch, dest: Path, tmp_path: Path, uri: str
+) -> None:
+    built_in = captured_settings(main, monkeypatch, "--all", "--dest", str(dest), "-c", uri)
+    assert (built_in.quiesce, built_in.level, built_in.snapshot_size) == ("auto", 3, None)
+    assert (built_in.thin_pool_limit, built_in.excludes) == (90.0, frozenset())
+    conf = tmp_path / "vmsnap.toml"
+    conf.write_text(
+        f'connect = "{uri}"\ndest = "{dest}"\nquiesce = "pause"\nlevel = 9\n'
+        'snapshot_size = "2G"\nthin_pool_limit = 80\nhooks_dir = "/srv/hooks"\n'
+        '[guests.web01]\nexclude = ["xvdb"]\n[guests.elsewhere]\nexclude = ["vda"]\n'
+    )
+    monkeypatch.setenv("VMSNAP_CONFIG", str(conf))
+    monkeypatch.delenv("VMSNAP_HOOKS_DIR", raising=False)
+    from_file = captured_settings(main, monkeypatch, "--all")
+    assert (from_file.dest, from_file.quiesce, from_file.level) == (dest, "pause", 9)
+    assert (from_file.snapshot_size, from_file.thin_pool_limit) == (SizeSpec.parse("2G"), 80)
+    assert from_file.excludes == {("web01", "xvdb")}  # guests not backed up are left out
+    assert from_file.hooks.directory == Path("/srv/hooks")
+    options = captured_settings(
+        main, monkeypatch, "web01", "--quiesce", "none", "--level", "1", "--snapshot-size",
+        "5%", "--thin-pool-limit", "50", "--exclude", "web01:xvdc", "--dest", str(tmp_path),
+    )  # fmt: skip
+    assert (options.dest, options.quiesce, options.level) == (tmp_path, "none", 1)
+    assert (options.snapshot_size, options.thin_pool_limit) == (SizeSpec.parse("5%"), 50)
+    assert options.excludes == {("web01", "xvdb"), ("web01", "xvdc")}  # both: they add up
+    monkeypatch.setenv("VMSNAP_HOOKS_DIR", "/env/hooks")
+    assert captured_settings(main, monkeypatch, "--all").hooks.directory == Path("/env/hooks")
