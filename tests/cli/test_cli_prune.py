@@ -315,3 +315,16 @@ def test_precedence_option_then_file_then_default(
     assert options.excludes == {("web01", "xvdb"), ("web01", "xvdc")}  # both: they add up
     monkeypatch.setenv("VMSNAP_HOOKS_DIR", "/env/hooks")
     assert captured_settings(main, monkeypatch, "--all").hooks.directory == Path("/env/hooks")
+
+
+def test_libvirt_default_uri_wins_over_the_files_connect(
+    main: Main, monkeypatch: pytest.MonkeyPatch, dest: Path, tmp_path: Path, uri: str
+) -> None:
+    conf = tmp_path / "vmsnap.toml"
+    conf.write_text(f'connect = "{uri}"\ndest = "{dest}"\n')
+    monkeypatch.setenv("VMSNAP_CONFIG", str(conf))
+    assert main("list", "web01")[0] == 0  # the file's node has web01
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "test:///default")  # libvirt's own: no web01
+    code, _out, err = main("list", "web01")
+    assert code == ExitCode.NOT_FOUND
+    assert "web01" in one_line_error(err)
