@@ -36,7 +36,7 @@ run lvs demovg
 cat > /tmp/demo-node.xml <<XML
 <node>
   <domain type='xen'>
-    <name>web01</name><memory>524288</memory><os><type>xen</type></os>
+    <name>web01</name><uuid>0d6b2d5e-3c39-4d4b-9a52-8f7f6a1c0a01</uuid><memory>524288</memory><os><type>xen</type></os>
     <devices>
       <disk type='block' device='disk'><source dev='/dev/demovg/web01-root'/><target dev='xvda' bus='xen'/></disk>
       <disk type='block' device='disk'><source dev='/dev/mapper/demovg-web01--data'/><target dev='xvdb' bus='xen'/></disk>
@@ -45,7 +45,7 @@ cat > /tmp/demo-node.xml <<XML
     </devices>
   </domain>
   <domain type='kvm'>
-    <name>db01</name><memory>1048576</memory><os><type>hvm</type></os>
+    <name>db01</name><uuid>0d6b2d5e-3c39-4d4b-9a52-8f7f6a1c0a02</uuid><memory>1048576</memory><os><type>hvm</type></os>
     <devices>
       <disk type='block' device='disk'><source dev='/dev/demovg/db01-disk'/><target dev='vda' bus='virtio'/></disk>
     </devices>
