@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,7 +23,7 @@ from vmsnap.errors import DestinationError
 ALIGN = 4096  # a multiple of every logical block size
 
 
-def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     view = memoryview(data)
     while view:
         done = os.pwrite(fd, view, offset)
@@ -31,28 +32,41 @@ def _pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
 
 
 class DeviceSink:
-    """A block device as an ``image.Sink``.  Its size is fixed: truncate()
-    does nothing, and a write past the end is refused."""
+    """A block device as an ``image.PositionalSink``.  Its size is fixed:
+    truncate() does nothing, and a write past the end is refused."""
 
     def __init__(self, fd: int, capacity: int, direct_fd: int | None = None) -> None:
         self.fd, self.capacity, self.direct_fd = fd, capacity, direct_fd
         self.position = 0
-        self._buffer = mmap.mmap(-1, CHUNK) if direct_fd is not None else None
+        self._local = threading.local()  # an aligned buffer per writing thread
+        self._buffers: list[mmap.mmap] = []
+        self._lock = threading.Lock()
 
     def write(self, data: bytes) -> int:
+        self.write_at(data, self.position)
+        self.position += len(data)
+        return len(data)
+
+    def write_at(self, data: bytes, offset: int) -> None:
         length = len(data)
-        if self.position + length > self.capacity:
+        if offset + length > self.capacity:
             raise DestinationError("the image is larger than the target volume")
-        buffer = self._buffer
-        aligned = length % ALIGN == 0 and self.position % ALIGN == 0 and length <= CHUNK
-        if buffer is not None and self.direct_fd is not None and aligned:
+        aligned = length % ALIGN == 0 and offset % ALIGN == 0 and length <= CHUNK
+        if self.direct_fd is not None and aligned:
+            buffer = self._buffer()
             buffer[:length] = data
             with memoryview(buffer) as view:
-                _pwrite_all(self.direct_fd, view[:length], self.position)
+                pwrite_all(self.direct_fd, view[:length], offset)
         else:
-            _pwrite_all(self.fd, data, self.position)
-        self.position += length
-        return length
+            pwrite_all(self.fd, data, offset)
+
+    def _buffer(self) -> mmap.mmap:
+        buffer: mmap.mmap | None = getattr(self._local, "buffer", None)
+        if buffer is None:
+            buffer = self._local.buffer = mmap.mmap(-1, CHUNK)  # page aligned
+            with self._lock:
+                self._buffers.append(buffer)
+        return buffer
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         self.position = offset if whence == os.SEEK_SET else self.position + offset
@@ -62,8 +76,10 @@ class DeviceSink:
         return self.position if size is None else size
 
     def close(self) -> None:
-        if self._buffer is not None:
-            self._buffer.close()
+        with self._lock:
+            for buffer in self._buffers:
+                buffer.close()
+            self._buffers.clear()
 
 
 @contextmanager

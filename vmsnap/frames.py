@@ -93,6 +93,8 @@ class _Input:
 
     def available(self, n: int) -> bool:
         """True when ``n`` bytes follow the cursor (reading more as needed)."""
+        if len(self.buf) - self.pos >= n:
+            return True
         while len(self.buf) - self.pos < n:
             more = self.src.read(max(_READ_SIZE, n - (len(self.buf) - self.pos)))
             if not more:
@@ -106,9 +108,10 @@ class _Input:
             raise TruncatedError(_TRUNCATED)
 
     def peek(self, start: int, end: int) -> bytes:
-        """Bytes ``start:end`` counted from the cursor."""
+        """Bytes ``start:end`` counted from the cursor (one copy)."""
         self.need(end)
-        return bytes(self.buf[self.pos + start : self.pos + end])
+        with memoryview(self.buf) as view:
+            return bytes(view[self.pos + start : self.pos + end])
 
     def take(self, n: int) -> bytes:
         data = self.peek(0, n)

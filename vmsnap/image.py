@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
@@ -58,6 +58,14 @@ class Sink(Protocol):
     def truncate(self, size: int | None = None, /) -> int: ...
 
 
+class PositionalSink(Sink, Protocol):
+    """A sink that can also write at an offset, from any thread: decoded chunks
+    are then written by the workers, in parallel, and the main thread only
+    keeps the digest in order."""
+
+    def write_at(self, data: bytes, offset: int, /) -> None: ...
+
+
 @dataclass(frozen=True)
 class StreamStats:
     size: int  # raw bytes
@@ -73,6 +81,7 @@ class _Chunk:
     hexdigest: str | None  # of the raw bytes, when the worker computed it
     data: bytes | None = None
     frame: bytes = b""
+    written: bool = False  # a worker already wrote it to a positional sink
 
     @property
     def zero(self) -> bool:
@@ -111,8 +120,8 @@ class _InOrder:
         self.pool, self.depth = pool, depth
         self.queue: deque[Future[_Chunk] | _Chunk] = deque()
 
-    def submit(self, fn: Callable[[bytes], _Chunk], arg: bytes) -> Iterator[_Chunk]:
-        self.queue.append(self.pool.submit(fn, arg))
+    def submit(self, fn: Callable[[], _Chunk]) -> Iterator[_Chunk]:
+        self.queue.append(self.pool.submit(fn))
         return self._ready()
 
     def put(self, item: _Chunk) -> Iterator[_Chunk]:
@@ -208,7 +217,7 @@ def compress(
             if raw == ZERO_CHUNK:  # a memcmp: zero runs cost only their reading
                 done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))
             else:
-                done = work.submit(pack, raw)
+                done = work.submit(functools.partial(pack, raw))
             for chunk in done:
                 emit(chunk)
         for chunk in work.drain():
@@ -244,12 +253,14 @@ def declared_size(head: bytes) -> int | None:
 
 
 class _Unpacker:
-    """Decodes whole frames and hashes full chunks; one context per worker."""
+    """Decodes whole frames and hashes full chunks; one context per worker.
+    With a positional sink it also writes them, at the offset it is given."""
 
-    def __init__(self) -> None:
+    def __init__(self, sink: PositionalSink | None, *, sparse: bool) -> None:
+        self.sink, self.sparse = sink, sparse
         self.local = threading.local()
 
-    def __call__(self, frame: bytes) -> _Chunk:
+    def __call__(self, frame: bytes, offset: int) -> _Chunk:
         dctx = getattr(self.local, "dctx", None)
         if dctx is None:
             dctx = self.local.dctx = zstandard.ZstdDecompressor()
@@ -258,24 +269,38 @@ class _Unpacker:
         except zstandard.ZstdError as exc:
             raise IntegrityError(f"corrupt image: {exc}") from exc
         if len(data) == CHUNK and data == ZERO_CHUNK:
+            return self.zeros(offset)
+        hexdigest = chunk_hex(data) if len(data) == CHUNK else None
+        if self.sink is None:
+            return _Chunk(len(data), hexdigest, data=data)
+        self.sink.write_at(data, offset)
+        # the main thread digests the bytes of a chunk that is not a whole, aligned one
+        whole = hexdigest is not None and offset % CHUNK == 0
+        return _Chunk(len(data), hexdigest, data=None if whole else data, written=True)
+
+    def zeros(self, offset: int) -> _Chunk:
+        if self.sink is None:
             return _Chunk(CHUNK, ZERO_CHUNK_HEX)
-        return _Chunk(len(data), chunk_hex(data) if len(data) == CHUNK else None, data=data)
+        if not self.sparse:
+            self.sink.write_at(ZERO_CHUNK, offset)
+        return _Chunk(CHUNK, ZERO_CHUNK_HEX, written=True)
 
 
 class _Output:
-    """Writes decoded bytes in order; zero chunks become holes when the target
-    is known to read zeros (a new file, a new thin LV)."""
+    """Takes decoded chunks in order: keeps the digest and writes what the
+    workers did not.  Zero chunks become holes when the target is known to
+    read zeros (a new file, a new thin LV)."""
 
     def __init__(self, dst: Sink, digest: ChunkDigest, *, sparse: bool) -> None:
         self.dst, self.digest, self.sparse = dst, digest, sparse
+        self.positional: PositionalSink | None = (
+            cast("PositionalSink", dst) if callable(getattr(dst, "write_at", None)) else None
+        )
         self.position = 0
 
     def chunk(self, chunk: _Chunk) -> None:
-        if chunk.zero:
-            self._zeros(chunk.length)
-        else:
-            assert chunk.data is not None
-            self.dst.write(chunk.data)
+        if not chunk.written:
+            self._write(chunk.data, chunk.length)
         aligned = self.digest.aligned and chunk.length == CHUNK
         if aligned and chunk.hexdigest is not None:
             self.digest.add_chunk(chunk.hexdigest, chunk.length)
@@ -285,18 +310,23 @@ class _Output:
 
     def raw(self, data: bytes) -> None:
         """Bytes from a streamed frame, any length."""
-        if self.sparse and data.count(0) == len(data):
-            self._zeros(len(data))
-        else:
-            self.dst.write(data)
+        zero = data.count(0) == len(data)
+        self._write(None if zero else data, len(data))
         self.digest.update(data)
         self.position += len(data)
 
-    def _zeros(self, length: int) -> None:
-        if self.sparse:
-            self.dst.seek(length, os.SEEK_CUR)
+    def _write(self, data: bytes | None, length: int) -> None:
+        """Write ``data`` at the current position; None means zeros."""
+        if data is None and self.sparse:
+            if self.positional is None:
+                self.dst.seek(length, os.SEEK_CUR)
+            return
+        if data is None:
+            data = ZERO_CHUNK[:length] if length < CHUNK else ZERO_CHUNK
+        if self.positional is not None:
+            self.positional.write_at(data, self.position)
         else:
-            self.dst.write(ZERO_CHUNK[:length] if length < CHUNK else ZERO_CHUNK)
+            self.dst.write(data)
 
     def finish(self) -> None:
         if self.sparse:
@@ -320,11 +350,13 @@ def decompress(
     progress: ProgressFn = _noop,
 ) -> StreamStats:
     """Decode ``src`` into ``dst``; check framing, zstd checksums, length and
-    digest.  ``sparse`` is only for a target known to read zeros."""
+    digest.  ``sparse`` is only for a target known to read zeros.  A sink with
+    ``write_at`` (PositionalSink) is written by the worker threads."""
     frames = FrameSplitter(src, whole_limit=WHOLE_LIMIT)
     digest = ChunkDigest()
     out = _Output(dst, digest, sparse=sparse)
-    unpack = _Unpacker()
+    unpack = _Unpacker(out.positional, sparse=sparse)
+    offset = 0  # where the next frame's bytes go
 
     def emit(chunk: _Chunk) -> None:
         out.chunk(chunk)
@@ -333,10 +365,13 @@ def decompress(
     try:
         with _in_order() as work:
             for frame in frames:
-                if isinstance(frame, Whole) and frame.data == zero_frame():
-                    done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))
-                elif isinstance(frame, Whole):
-                    done = work.submit(unpack, frame.data)
+                if isinstance(frame, Whole):
+                    if frame.data == zero_frame():
+                        task = functools.partial(unpack.zeros, offset)
+                    else:
+                        task = functools.partial(unpack, frame.data, offset)
+                    offset += frame.content_size
+                    done = work.submit(task)
                 else:
                     done = work.drain()  # everything before it goes first
                 for chunk in done:
@@ -344,6 +379,7 @@ def decompress(
                 if isinstance(frame, Streamed):
                     before = out.position
                     _stream(frame, out)
+                    offset = out.position
                     progress(out.position - before)
             for chunk in work.drain():
                 emit(chunk)

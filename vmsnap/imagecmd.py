@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from vmsnap import image, store
+from vmsnap import devio, image, store
 from vmsnap.errors import DestinationError, NotFoundError
 from vmsnap.image import StreamStats
 from vmsnap.progress import Progress
@@ -72,31 +72,54 @@ def dump(source: str, output: str, *, level: int, progress: Progress) -> StreamS
 
 
 @contextmanager
-def _target(path: str, *, force: bool) -> Iterator[tuple[BinaryIO, bool, int | None]]:
-    """Open the load target: (file, reads-as-zeros, capacity)."""
+def _target(path: str, *, force: bool) -> Iterator[tuple[image.Sink, bool, int | None]]:
+    """Open the load target: (sink, reads-as-zeros, capacity)."""
     if path == "-":
         with _stdout() as out:
             yield out, False, None
         return
     target = Path(path)
-    if target.exists():
-        mode = target.stat().st_mode
-        if stat.S_ISREG(mode) and not force:
-            raise DestinationError(f"{path} exists; pass --force to overwrite it")
-        # O_EXCL on a block device: refused (EBUSY) while it is mounted or held
-        flags = os.O_WRONLY | (os.O_TRUNC if stat.S_ISREG(mode) else os.O_EXCL)
-        try:
-            fd = os.open(path, flags | os.O_CLOEXEC)
-        except OSError as exc:
-            raise DestinationError(f"cannot open {path} for writing: {exc.strerror}") from exc
-        capacity = None if stat.S_ISREG(mode) else image.device_size(fd)
-        with os.fdopen(fd, "wb") as out:
-            yield out, stat.S_ISREG(mode), capacity
-            out.flush()
-            os.fsync(out.fileno())
+    if not target.exists():
+        with _new_file(target) as out:
+            yield _FileSink(out), True, None
         return
-    with _new_file(target) as out:
-        yield out, True, None
+    mode = target.stat().st_mode
+    if stat.S_ISBLK(mode):  # exclusively: refused (EBUSY) while mounted or held
+        with devio.open_device(path) as device:
+            yield device, False, device.capacity
+        return
+    if stat.S_ISREG(mode) and not force:
+        raise DestinationError(f"{path} exists; pass --force to overwrite it")
+    flags = os.O_WRONLY | (os.O_TRUNC if stat.S_ISREG(mode) else 0)
+    try:
+        fd = os.open(path, flags | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DestinationError(f"cannot open {path} for writing: {exc.strerror}") from exc
+    with os.fdopen(fd, "wb") as out:
+        yield (_FileSink(out) if stat.S_ISREG(mode) else out), stat.S_ISREG(mode), None
+        out.flush()
+        if stat.S_ISREG(mode):
+            os.fsync(out.fileno())
+
+
+class _FileSink:
+    """A regular file as an ``image.PositionalSink``: the decoding workers write
+    their chunks in place, in parallel."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+
+    def write(self, data: bytes) -> int:
+        return self.out.write(data)
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        devio.pwrite_all(self.out.fileno(), data, offset)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.out.seek(offset, whence)
+
+    def truncate(self, size: int | None = None) -> int:
+        return self.out.truncate(size)
 
 
 def _check_fits(src: BinaryIO, capacity: int | None, target: str) -> None:
@@ -117,29 +140,8 @@ def load(image_path: str, target: str, *, force: bool, progress: Progress) -> St
             _check_fits(src, capacity, target)
             progress.item(f"{image_path} -> {target}", None)
             try:
-                stats = image.decompress(
-                    src, _Bounded(out, capacity, target), sparse=zeros, progress=progress.advance
-                )
+                stats = image.decompress(src, out, sparse=zeros, progress=progress.advance)
             except OSError as exc:
                 raise store.destination_error(exc, Path(target)) from exc
             progress.item_done()
     return stats
-
-
-class _Bounded:
-    """Refuses to write past the end of a block device, with a clear message."""
-
-    def __init__(self, out: BinaryIO, capacity: int | None, name: str) -> None:
-        self.out, self.capacity, self.name, self.written = out, capacity, name, 0
-
-    def write(self, data: bytes) -> int:
-        if self.capacity is not None and self.written + len(data) > self.capacity:
-            raise DestinationError(f"{self.name} holds {self.capacity} bytes, the image is larger")
-        self.written += len(data)
-        return self.out.write(data)
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        return self.out.seek(offset, whence)
-
-    def truncate(self, size: int | None = None) -> int:
-        return self.out.truncate(size)

@@ -76,6 +76,9 @@ class _NullSink:
     def write(self, data: bytes, /) -> int:
         return len(data)
 
+    def write_at(self, data: bytes, offset: int, /) -> None:
+        """Positional, so that the workers drop what they decode at once."""
+
     def seek(self, offset: int, whence: int = 0, /) -> int:  # noqa: ARG002 - image.Sink
         return 0
 

@@ -430,3 +430,49 @@ def test_header_declares_the_size_even_for_many_frames(tmp_path: Path) -> None:
     out = io.BytesIO()
     image.compress(io.BytesIO(data), out, size=len(data))
     assert image.declared_size(out.getvalue()[: image.HEAD_BYTES]) == len(data)
+
+
+class FileAt:
+    """A regular file as a positional sink (what image load and restore use)."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def write(self, data: bytes) -> int:
+        return int(self.f.write(data))
+
+    def write_at(self, data: bytes, offset: int) -> None:
+        os.pwrite(self.f.fileno(), data, offset)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return int(self.f.seek(offset, whence))
+
+    def truncate(self, size: int | None = None) -> int:
+        return int(self.f.truncate(size))
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_workers_write_in_place_around_a_streamed_frame(tmp_path: Path, sparse: bool) -> None:
+    """Whole frames are written by the workers at their offsets; a large frame
+    in the middle is streamed by the main thread; the offsets still add up."""
+
+    def frames_only(data: bytes) -> bytes:
+        img = io.BytesIO()
+        image.compress(io.BytesIO(data), img)
+        return b"".join(frames_of(img.getvalue()))  # without the header
+
+    head = random_bytes(CHUNK) + bytes(CHUNK)
+    big = foreign_data()
+    tail = bytes(CHUNK) + random_bytes(CHUNK + 1000, seed=6)
+    raw = (
+        frames_only(head)
+        + zstandard.ZstdCompressor(write_checksum=True).compress(big)
+        + frames_only(tail)
+    )
+    data = head + big + tail
+    out = tmp_path / "out"
+    with out.open("wb") as f:
+        stats = image.decompress(io.BytesIO(raw), FileAt(f), sparse=sparse)
+    assert stats.size == len(data)
+    assert out.read_bytes() == data
+    assert stats.chunk_sha256 == chunk_sha256(data)
