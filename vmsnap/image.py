@@ -172,7 +172,7 @@ class _Packer:
         self.level = level
         self.local = threading.local()
 
-    def __call__(self, chunk: bytes) -> _Chunk:
+    def __call__(self, chunk: bytes | memoryview) -> _Chunk:
         cctx = getattr(self.local, "cctx", None)
         if cctx is None:
             cctx = zstandard.ZstdCompressor(
@@ -182,9 +182,42 @@ class _Packer:
         return _Chunk(len(chunk), chunk_hex(chunk), frame=cctx.compress(chunk))
 
 
-def _chunks(src: Readable) -> Iterator[bytes]:
-    while chunk := read_full(src, CHUNK):
-        yield chunk
+class _ReadBuffers:
+    """Chunks read into a few reused buffers: a fresh 4 MiB object per read
+    costs as much in page faults as the copy itself.  A buffer goes back to the
+    pool when its chunk has been written out (chunks leave in the order they
+    came in)."""
+
+    def __init__(self, src: Readable) -> None:
+        self.src = src
+        self.free: list[bytearray] = []
+        self.busy: deque[bytearray] = deque()
+
+    def __iter__(self) -> Iterator[tuple[bytearray, memoryview]]:
+        while True:
+            buf = self.free.pop() if self.free else bytearray(CHUNK)
+            length = self._fill(buf)
+            if not length:
+                self.free.append(buf)
+                return
+            self.busy.append(buf)
+            with memoryview(buf) as view:
+                yield buf, view[:length]
+
+    def release_oldest(self) -> None:
+        self.free.append(self.busy.popleft())
+
+    def _fill(self, buf: bytearray) -> int:
+        readinto = getattr(self.src, "readinto", None)
+        if readinto is None:  # read() only
+            data = read_full(self.src, CHUNK)
+            buf[: len(data)] = data
+            return len(data)
+        got = 0
+        with memoryview(buf) as view:
+            while got < CHUNK and (n := readinto(view[got:])):
+                got += n
+        return got
 
 
 def compress(
@@ -204,18 +237,21 @@ def compress(
     digest = ChunkDigest()
     written = dst.write(header_frame(size, CHUNK)) or 0
 
+    reads = _ReadBuffers(src)
+
     def emit(chunk: _Chunk) -> None:
         nonlocal written
         frame = chunk.frame or zero_frame()
         dst.write(frame)
         written += len(frame)
         digest.add_chunk(chunk.hexdigest or ZERO_CHUNK_HEX, chunk.length)
+        reads.release_oldest()
         progress(chunk.length)
 
     with _in_order() as work:
-        for raw in _chunks(src):
-            if raw == ZERO_CHUNK:  # a memcmp: zero runs cost only their reading
-                done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))
+        for buf, raw in reads:
+            if len(raw) == CHUNK and buf == ZERO_CHUNK:  # a memcmp: zero runs cost
+                done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))  # only their reading
             else:
                 done = work.submit(functools.partial(pack, raw))
             for chunk in done:
