@@ -28,9 +28,9 @@ from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.manifest import seal
-from vmsnap.models import Disk, Guest, LogicalVolume, SizeSpec, human_size
+from vmsnap.models import Disk, Guest, LogicalVolume, QuiesceMode, SizeSpec, human_size
 from vmsnap.progress import Progress
-from vmsnap.quiesce import QuiesceMode, Window, quiesced
+from vmsnap.quiesce import Window, quiesced
 from vmsnap.snapstream import DiskResult, stream_snapshot
 from vmsnap.virt import Connection, Domain
 

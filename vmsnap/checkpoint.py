@@ -32,8 +32,14 @@ from vmsnap.errors import (
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
-from vmsnap.models import LogicalVolume, SizeSpec, human_size
-from vmsnap.quiesce import QuiesceMode
+from vmsnap.models import (
+    FILL_WARNING,
+    SHUTDOWN_TIMEOUT,
+    LogicalVolume,
+    QuiesceMode,
+    SizeSpec,
+    human_size,
+)
 from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
@@ -41,9 +47,7 @@ log = logging.getLogger(__name__)
 KIND = "ckpt"  # snapshot names: <origin>-ckpt-<id>
 PREFIX = "vmsnap_cp_"
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.-]{0,63}$")
-FILL_WARNING = 70.0  # percent: list warns, watch extends
 STEP_SHARE = 20.0  # watch grows a snapshot by this share of its origin
-SHUTDOWN_TIMEOUT = 300.0
 MERGE_POLL = 1.0
 _DURATION_RE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

@@ -13,35 +13,56 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vmsnap import (
-    __version__,
-    backup,
-    catalog,
-    checkpoint,
-    cleanup,
-    clone,
-    config,
-    imagecmd,
-    restore,
-    retention,
-    store,
-    verify,
-    virt,
-)
+from vmsnap import __version__, config
 from vmsnap.console import close_log_file, make_progress, setup_logging, to_log_file
-from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
 from vmsnap.hooks import Hooks
-from vmsnap.image import DEFAULT_LEVEL
+from vmsnap.lazy import lazy
 from vmsnap.lock import run_lock
-from vmsnap.models import Guest, SizeSpec, human_size
+from vmsnap.models import (
+    DEFAULT_LEVEL,
+    FILL_WARNING,
+    SHUTDOWN_TIMEOUT,
+    Guest,
+    QuiesceMode,
+    SizeSpec,
+    human_size,
+)
 from vmsnap.progress import Progress
-from vmsnap.quiesce import QuiesceMode
 from vmsnap.signals import GATE
+
+if TYPE_CHECKING:
+    from vmsnap import (
+        backup,
+        catalog,
+        checkpoint,
+        cleanup,
+        clone,
+        discover,
+        imagecmd,
+        restore,
+        retention,
+        store,
+        verify,
+        virt,
+    )
+else:  # each command loads only the modules it uses (see vmsnap/lazy.py)
+    backup = lazy("vmsnap.backup")
+    catalog = lazy("vmsnap.catalog")
+    checkpoint = lazy("vmsnap.checkpoint")
+    cleanup = lazy("vmsnap.cleanup")
+    clone = lazy("vmsnap.clone")
+    discover = lazy("vmsnap.discover")
+    imagecmd = lazy("vmsnap.imagecmd")
+    restore = lazy("vmsnap.restore")
+    retention = lazy("vmsnap.retention")
+    store = lazy("vmsnap.store")
+    verify = lazy("vmsnap.verify")
+    virt = lazy("vmsnap.virt")
 
 log = logging.getLogger("vmsnap")
 
@@ -194,12 +215,12 @@ def _dest(dest: Path | None) -> Path:
 # ---------------------------------------------------------------- list
 
 
-def _inventory() -> Inventory:
+def _inventory() -> discover.Inventory:
     try:
-        return Inventory.load()
+        return discover.Inventory.load()
     except LvmError as exc:
         log.warning("LVM unavailable, volumes not resolved: %s", exc)
-        return Inventory([])
+        return discover.Inventory([])
 
 
 def _disk_json(guest: Guest) -> list[dict[str, Any]]:
@@ -243,7 +264,7 @@ def list_cmd(
     with virt.connection(_uri(connect)) as conn:
         doms = [conn.domain(n) for n in domains] if domains else conn.domains()
         inventory = _inventory()
-        guests = [describe(d, inventory, conn) for d in doms]
+        guests = [discover.describe(d, inventory, conn) for d in doms]
     if as_json:
         doc = [
             {
@@ -965,7 +986,7 @@ def _warn_fill(cp: checkpoint.Checkpoint) -> None:
                 d.target,
                 d.snapshot.full_name,
             )
-        elif (d.fill or d.pool_fill or 0.0) >= checkpoint.FILL_WARNING:
+        elif (d.fill or d.pool_fill or 0.0) >= FILL_WARNING:
             what = "snapshot" if d.fill is not None else "thin pool"
             log.warning(
                 "checkpoint %s: %s %s is %.0f%% full: run vmsnap checkpoint watch, or "
@@ -1051,7 +1072,7 @@ def checkpoint_rollback(
     timeout: Annotated[
         float,
         typer.Option("--timeout", metavar="SECONDS", min=1, help="How long --shutdown waits."),
-    ] = checkpoint.SHUTDOWN_TIMEOUT,
+    ] = SHUTDOWN_TIMEOUT,
     connect: ConnectOpt = None,
 ) -> None:
     """Merge a checkpoint back into the guest's LVs (the guest shut off): undo the upgrade."""
@@ -1086,7 +1107,7 @@ def checkpoint_watch(
     threshold: Annotated[
         float,
         typer.Option("--threshold", metavar="PCT", min=1, max=99, help="Extend at this fill."),
-    ] = checkpoint.FILL_WARNING,
+    ] = FILL_WARNING,
 ) -> None:
     """Extend checkpoint snapshots nearing full while the VG has room, release expired
     ones; one line per action.  Run it from a timer."""

@@ -21,9 +21,8 @@ from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
-from vmsnap.models import LogicalVolume, SizeSpec
+from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
-from vmsnap.quiesce import QuiesceMode
 from vmsnap.snapstream import check_snapshot_valid
 from vmsnap.virt import Connection
 

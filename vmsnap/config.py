@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vmsnap.errors import ConfigError, NotFoundError, UsageError
-from vmsnap.models import SizeSpec
-from vmsnap.quiesce import QuiesceMode
+from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.retention import Policy
 
 DEFAULT_PATH = Path("/etc/vmsnap/vmsnap.toml")

@@ -37,10 +37,10 @@ from vmsnap.frames import (
     header_frame,
     parse_header,
 )
+from vmsnap.models import DEFAULT_LEVEL
 
 __all__ = ["CHUNK", "DEFAULT_LEVEL", "HEAD_BYTES", "StreamStats", "compress", "decompress"]
 
-DEFAULT_LEVEL = 3
 HEAD_BYTES = 32  # enough of an image's start for declared_size()
 WHOLE_LIMIT = 4 * CHUNK  # larger frames (other writers' images) are streamed
 ProgressFn = Callable[[int], None]

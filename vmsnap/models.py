@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass
 
 from vmsnap.errors import UsageError
+
+DEFAULT_LEVEL = 3  # zstd level of the images
+SHUTDOWN_TIMEOUT = 300.0
+FILL_WARNING = 70.0  # percent: list warns, watch extends
+
+
+class QuiesceMode(enum.StrEnum):
+    """How a guest is held still while its snapshots are taken (see quiesce.py)."""
+
+    AUTO = "auto"
+    FREEZE = "freeze"
+    PAUSE = "pause"
+    NONE = "none"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ honoured once the guest has been thawed or resumed.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError, UsageError
 from vmsnap.journal import GuestEntry, Journal
+from vmsnap.models import QuiesceMode
 from vmsnap.signals import GATE
 from vmsnap.virt import RUNNING_STATES, AgentTimeout, AgentUnavailable, Domain
 
@@ -35,13 +35,6 @@ def agent_timeout() -> int:
     if seconds < 1:
         raise UsageError(f"VMSNAP_AGENT_TIMEOUT={text!r} is not a whole number of seconds")
     return seconds
-
-
-class QuiesceMode(enum.StrEnum):
-    AUTO = "auto"
-    FREEZE = "freeze"
-    PAUSE = "pause"
-    NONE = "none"
 
 
 @dataclass

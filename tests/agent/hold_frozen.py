@@ -12,7 +12,8 @@ import time
 
 from vmsnap import virt
 from vmsnap.journal import Journal
-from vmsnap.quiesce import QuiesceMode, quiesced
+from vmsnap.models import QuiesceMode
+from vmsnap.quiesce import quiesced
 
 
 def main(uri: str, name: str) -> None:

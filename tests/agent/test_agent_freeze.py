@@ -26,7 +26,8 @@ from vmsnap import backup, virt
 from vmsnap.errors import ExitCode, LeftBehindError, QuiesceError
 from vmsnap.journal import Journal, load_left
 from vmsnap.models import Guest as GuestInfo
-from vmsnap.quiesce import QuiesceMode, quiesced
+from vmsnap.models import QuiesceMode
+from vmsnap.quiesce import quiesced
 
 pytestmark = pytest.mark.agent
 HERE = Path(__file__).parent

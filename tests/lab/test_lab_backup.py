@@ -26,9 +26,8 @@ from labkit import (
 
 from vmsnap import backup, virt
 from vmsnap.errors import Interrupted
-from vmsnap.models import SizeSpec
+from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import NoProgress
-from vmsnap.quiesce import QuiesceMode
 
 
 def zstd_sha(image: Path) -> str:

@@ -26,8 +26,7 @@ from labkit import vmsnap as run_vmsnap
 from vmsnap import checkpoint, cleanup, lvm, virt
 from vmsnap.errors import DestinationError, IntegrityError
 from vmsnap.hooks import Hooks
-from vmsnap.models import SizeSpec
-from vmsnap.quiesce import QuiesceMode
+from vmsnap.models import QuiesceMode, SizeSpec
 
 NO_HOOKS = Hooks(directory=None)
 

@@ -25,9 +25,8 @@ from labkit import (
 )
 
 from vmsnap import backup, virt
-from vmsnap.models import SizeSpec
+from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import NoProgress
-from vmsnap.quiesce import QuiesceMode
 
 
 class _SlowWriter(NoProgress):

@@ -16,8 +16,8 @@ from labkit import Lab, disk_xml, domain_xml, lv_names, node_uri
 from vmsnap import backup, checkpoint, hooks, virt
 from vmsnap.errors import ExitCode, HookError
 from vmsnap.hooks import Hooks
+from vmsnap.models import QuiesceMode
 from vmsnap.progress import NoProgress
-from vmsnap.quiesce import QuiesceMode
 
 RECORD = """#!/bin/sh
 set -eu

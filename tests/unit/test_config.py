@@ -9,8 +9,7 @@ import pytest
 
 from vmsnap import config
 from vmsnap.errors import ConfigError, ExitCode, NotFoundError
-from vmsnap.models import SizeSpec
-from vmsnap.quiesce import QuiesceMode
+from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.retention import Policy
 
 EXAMPLE = Path(__file__).parents[2] / "vmsnap" / "data" / "vmsnap.toml.example"

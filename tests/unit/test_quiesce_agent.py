@@ -12,7 +12,8 @@ import pytest
 from vmsnap import quiesce, virt
 from vmsnap.errors import ExitCode, LeftBehindError, QuiesceError, UsageError
 from vmsnap.journal import Journal, load_left
-from vmsnap.quiesce import QuiesceMode, quiesced
+from vmsnap.models import QuiesceMode
+from vmsnap.quiesce import quiesced
 from vmsnap.virt import AgentTimeout
 
 # The live XML's agent channel, as libvirt 9.0 prints it for a running qemu guest

@@ -17,8 +17,8 @@ from vmsnap.errors import (
     NotFoundError,
     VmsnapError,
 )
-from vmsnap.models import DiskSpec
-from vmsnap.quiesce import QuiesceMode, quiesced
+from vmsnap.models import DiskSpec, QuiesceMode
+from vmsnap.quiesce import quiesced
 from vmsnap.virt import Domain
 
 # A Xen domU as `virsh dumpxml` prints it (libxl driver), with the disks vmsnap meets.
