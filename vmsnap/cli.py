@@ -787,6 +787,7 @@ def restore_cmd(
         name=name,
         thin_pool=thin_pool,
         force=force,
+        hooks=_hooks(),
     )
     done = restore.restore(settings, _progress(progress))
     if as_json:
@@ -841,6 +842,7 @@ def clone_cmd(
         snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
         define=not no_define,
         start=start,
+        hooks=_hooks(),
     )
     with virt.connection(_uri(connect)) as conn:
         result = clone.clone(conn, settings, _progress(progress))

@@ -14,11 +14,12 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import backup, cleanup, clonexml, image, lvm, manifest, restore, store
+from vmsnap import backup, cleanup, clonexml, hooks, image, lvm, manifest, restore, store
 from vmsnap.devio import open_device
 from vmsnap.digest import ChunkDigest
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import NotFoundError, UsageError
+from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
@@ -39,6 +40,7 @@ class CloneSettings:
     snapshot_size: SizeSpec | None = None
     define: bool = True
     start: bool = False
+    hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
 @dataclass(frozen=True)
@@ -143,15 +145,22 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
     leftovers to a backup starting meanwhile."""
     conn.require_local()
     source = Path(settings.source)
+    scope = settings.hooks.scope(
+        VMSNAP_COMMAND="clone", VMSNAP_DOMAIN=settings.new_name, VMSNAP_SOURCE=settings.source
+    )
     with run_lock():
         left = cleanup.cleanup()
-        if (source / store.MANIFEST).exists():
-            return _from_backup(conn, source, settings, progress)
-        run_journal = Journal.start(carry=left.unresolved)
-        try:
-            return _from_guest(conn, settings, progress, run_journal)
-        finally:
-            run_journal.close()
+        with scope.job(hooks.CLONE_END, hooks.CLONE_ABORT) as volumes:
+            if (source / store.MANIFEST).exists():
+                result = _from_backup(conn, source, settings, progress)
+            else:
+                run_journal = Journal.start(carry=left.unresolved)
+                try:
+                    result = _from_guest(conn, settings, progress, run_journal, scope)
+                finally:
+                    run_journal.close()
+            volumes.extend(d.path for d in result.disks)
+    return result
 
 
 def _from_backup(
@@ -198,7 +207,11 @@ def _from_backup(
 
 
 def _from_guest(
-    conn: Connection, settings: CloneSettings, progress: Progress, journal: Journal
+    conn: Connection,
+    settings: CloneSettings,
+    progress: Progress,
+    journal: Journal,
+    scope: Scope,
 ) -> CloneResult:
     dom = conn.domain(settings.source)
     guest = describe(dom, Inventory.load(), conn)
@@ -219,7 +232,7 @@ def _from_guest(
             created.enter_context(lvm.new_volume(d.vg, d.name, d.size, d.thin_pool)) for d in disks
         ]
         with backup.guest_snapshots(
-            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=tags
+            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=tags, scope=scope
         ) as (_window, snaps):
             progress.job(dom.name, plan.total_bytes)
             written = []

@@ -20,7 +20,8 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,10 @@ CHECKPOINT_ABORT = "checkpoint-abort"
 PRE_ROLLBACK = "pre-rollback"
 POST_ROLLBACK = "post-rollback"
 POST_RELEASE = "post-release"
+RESTORE_END = "restore-end"
+RESTORE_ABORT = "restore-abort"
+CLONE_END = "clone-end"
+CLONE_ABORT = "clone-abort"
 VETO_PHASES = frozenset({JOB_START, PRE_QUIESCE, PRE_ROLLBACK})
 
 VARIABLES = (
@@ -58,6 +63,7 @@ VARIABLES = (
     "VMSNAP_VOLUMES",
     "VMSNAP_SNAPSHOTS",
     "VMSNAP_LABEL",
+    "VMSNAP_SOURCE",
     "VMSNAP_STATUS",
     "VMSNAP_ERROR",
 )
@@ -162,6 +168,26 @@ class Scope:
 
     def bind(self, **env: str) -> Scope:
         return Scope(self.hooks, {**self.env, **env})
+
+    @contextmanager
+    def job(self, end: str, abort: str) -> Iterator[list[str]]:
+        """A whole job: job-start (which may veto it), then ``end`` with the
+        volumes the job added to the yielded list in ``VMSNAP_VOLUMES``, or
+        ``abort`` with ``VMSNAP_ERROR``; then job-end."""
+        self.run(JOB_START)
+        status = "interrupted"
+        volumes: list[str] = []
+        try:
+            yield volumes
+        except VmsnapError as exc:
+            status = "failed"
+            self.run(abort, VMSNAP_ERROR=str(exc))
+            raise
+        else:
+            status = "ok"
+            self.run(end, VMSNAP_VOLUMES=" ".join(volumes))
+        finally:
+            self.run(JOB_END, VMSNAP_STATUS=status)
 
     def run(self, phase: str, **env: str) -> None:
         """A veto phase raises the first failure; any other phase logs them."""

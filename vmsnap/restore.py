@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import image, lvm, manifest
+from vmsnap import hooks, image, lvm, manifest
 from vmsnap.devio import open_device
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
+from vmsnap.hooks import Hooks
 from vmsnap.manifest import Manifest, ManifestDisk
 from vmsnap.models import LogicalVolume, human_size
 from vmsnap.progress import Progress
@@ -32,6 +33,7 @@ class RestoreSettings:
     name: str | None = None
     thin_pool: str | None = None
     force: bool = False
+    hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
 @dataclass(frozen=True)
@@ -118,15 +120,26 @@ def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
 
 
 def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]:
+    """The hooks' job-start may veto it; restore-end or restore-abort follow."""
     m = manifest.load(settings.backup_dir)
     disks = _select(m, settings.disks)
-    if settings.to is not None:
-        if len(disks) != 1:
-            raise UsageError("--to takes one disk: choose it with --disk TARGET")
-        return [_restore_onto(m, disks[0], settings, progress)]
-    if settings.vg is None:
+    if settings.to is not None and len(disks) != 1:
+        raise UsageError("--to takes one disk: choose it with --disk TARGET")
+    if settings.to is None and settings.vg is None:
         raise UsageError("say where to restore: --to /dev/VG/LV or --vg VG")
-    return _restore_new(m, disks, settings, progress)
+    scope = settings.hooks.scope(
+        VMSNAP_COMMAND="restore",
+        VMSNAP_DOMAIN=m.domain_name,
+        VMSNAP_DOMAIN_UUID=m.domain_uuid,
+        VMSNAP_BACKUP_DIR=str(m.directory),
+    )
+    with scope.job(hooks.RESTORE_END, hooks.RESTORE_ABORT) as volumes:
+        if settings.to is not None:
+            done = [_restore_onto(m, disks[0], settings, progress)]
+        else:
+            done = _restore_new(m, disks, settings, progress)
+        volumes.extend(d.path for d in done)
+    return done
 
 
 def _restore_onto(

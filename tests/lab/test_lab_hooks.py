@@ -6,18 +6,22 @@ tests/unit/test_hooks.py.)"""
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import Lab, disk_xml, domain_xml, lv_names, node_uri
+from labkit import VG, Lab, disk_xml, domain_xml, lv_names, node_uri
 
-from vmsnap import backup, checkpoint, hooks, virt
+from vmsnap import backup, checkpoint, clone, hooks, restore, virt
 from vmsnap.errors import ExitCode, HookError
 from vmsnap.hooks import Hooks
 from vmsnap.models import QuiesceMode
 from vmsnap.progress import NoProgress
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from backupkit import disk_data, make_backup
 
 RECORD = """#!/bin/sh
 set -eu
@@ -156,3 +160,51 @@ def test_checkpoint_hooks_and_a_vetoed_checkpoint(lab: Lab, tmp_path: Path, hook
     assert all(r[3] == "checkpoint" for r in seen)
     assert seen[2][8] == made.disks[0].snapshot.path
     assert seen[0][11] == seen[5][11] == "pre"
+
+
+JOB_VETO = """#!/bin/sh
+set -eu
+if [ "$VMSNAP_PHASE" = job-start ] && [ "$VMSNAP_DOMAIN" = vetoed ]; then exit 3; fi
+"""
+
+
+def test_restore_and_clone_hooks_and_a_vetoed_clone(
+    lab: Lab, tmp_path: Path, hook_dir: Path
+) -> None:
+    log = tmp_path / "hooks.log"
+    for name, text in (("10-record", RECORD.format(log=log)), ("20-veto", JOB_VETO)):
+        (hook_dir / name).write_text(text)
+        (hook_dir / name).chmod(0o755)
+    folder = make_backup(tmp_path / "dest", "web01", disks={"vda": disk_data(3)})
+    (folder / "domain.xml").write_text(domain_xml("web01", [disk_xml("vda", "/dev/vg0/x")]))
+    with_hooks = Hooks(hook_dir, timeout=30)
+    done = restore.restore(
+        restore.RestoreSettings(backup_dir=folder, vg=VG, name="hk-back", hooks=with_hooks),
+        NoProgress(),
+    )
+    uri = node_uri(tmp_path, [])
+    with virt.connection(uri) as conn:
+        made = clone.clone(
+            conn,
+            clone.CloneSettings(str(folder), "hk-copy", vg=VG, define=False, hooks=with_hooks),
+            NoProgress(),
+        )
+        with pytest.raises(HookError, match="20-veto at job-start exited with status 3"):
+            clone.clone(
+                conn,
+                clone.CloneSettings(str(folder), "vetoed", vg=VG, define=False, hooks=with_hooks),
+                NoProgress(),
+            )
+    assert not any(n.startswith("vetoed") for n in lv_names())
+    seen = [(r[2], r[3], r[4], r[7], r[9]) for r in records(log)]
+    back, copy = done[0].path, made.disks[0].path
+    assert seen == [
+        ("job-start", "restore", "web01", "", ""),
+        ("restore-end", "restore", "web01", back, ""),
+        ("job-end", "restore", "web01", "", "ok"),
+        ("job-start", "clone", "hk-copy", "", ""),
+        ("clone-end", "clone", "hk-copy", copy, ""),
+        ("job-end", "clone", "hk-copy", "", "ok"),
+        ("job-start", "clone", "vetoed", "", ""),  # 10-record ran, then 20-veto said no
+    ]
+    assert all(r[5] == str(folder) for r in records(log)[:3])  # VMSNAP_BACKUP_DIR
