@@ -182,6 +182,17 @@ class _Packer:
         return _Chunk(len(chunk), chunk_hex(chunk), frame=cctx.compress(chunk))
 
 
+def _block_device_fd(src: Readable) -> int | None:
+    fileno = getattr(src, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = int(fileno())
+        return fd if stat.S_ISBLK(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
 class _ReadBuffers:
     """Chunks read into a few reused buffers: a fresh 4 MiB object per read
     costs as much in page faults as the copy itself.  A buffer goes back to the
@@ -192,6 +203,8 @@ class _ReadBuffers:
         self.src = src
         self.free: list[bytearray] = []
         self.busy: deque[bytearray] = deque()
+        self.offset = 0
+        self.drop_fd = _block_device_fd(src)
 
     def __iter__(self) -> Iterator[tuple[bytearray, memoryview]]:
         while True:
@@ -201,6 +214,9 @@ class _ReadBuffers:
                 self.free.append(buf)
                 return
             self.busy.append(buf)
+            if self.drop_fd is not None:  # a snapshot read once: keep it out of the page cache
+                os.posix_fadvise(self.drop_fd, self.offset, length, os.POSIX_FADV_DONTNEED)
+            self.offset += length
             with memoryview(buf) as view:
                 yield buf, view[:length]
 
