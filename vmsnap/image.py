@@ -13,7 +13,9 @@ chunked sha256 of vmsnap.digest, checked again on the way back with the length.
 
 from __future__ import annotations
 
+import errno
 import functools
+import io
 import os
 import stat
 import threading
@@ -182,13 +184,14 @@ class _Packer:
         return _Chunk(len(chunk), chunk_hex(chunk), frame=cctx.compress(chunk))
 
 
-def _block_device_fd(src: Readable) -> int | None:
+def _fd_if(src: Readable, kind: Callable[[int], bool]) -> int | None:
+    """The file descriptor under ``src`` when its file type passes ``kind``."""
     fileno = getattr(src, "fileno", None)
     if fileno is None:
         return None
     try:
         fd = int(fileno())
-        return fd if stat.S_ISBLK(os.fstat(fd).st_mode) else None
+        return fd if kind(os.fstat(fd).st_mode) else None
     except (OSError, ValueError):
         return None
 
@@ -197,17 +200,27 @@ class _ReadBuffers:
     """Chunks read into a few reused buffers: a fresh 4 MiB object per read
     costs as much in page faults as the copy itself.  A buffer goes back to the
     pool when its chunk has been written out (chunks leave in the order they
-    came in)."""
+    came in).  In a sparse regular file, a chunk that lies wholly in a hole is
+    known to be zeros without reading it (``lseek(SEEK_DATA)``), and comes out
+    as None."""
 
     def __init__(self, src: Readable) -> None:
         self.src = src
         self.free: list[bytearray] = []
-        self.busy: deque[bytearray] = deque()
+        self.busy: deque[bytearray | None] = deque()
         self.offset = 0
-        self.drop_fd = _block_device_fd(src)
+        self.drop_fd = _fd_if(src, stat.S_ISBLK)
+        self.sparse_fd = _fd_if(src, stat.S_ISREG)
+        self.next_data = 0  # no data before this offset (sparse files)
 
-    def __iter__(self) -> Iterator[tuple[bytearray, memoryview]]:
+    def __iter__(self) -> Iterator[tuple[bytearray, memoryview] | None]:
         while True:
+            if self._in_hole():
+                self.busy.append(None)
+                self.offset += CHUNK
+                cast("io.BufferedIOBase", self.src).seek(self.offset)
+                yield None
+                continue
             buf = self.free.pop() if self.free else bytearray(CHUNK)
             length = self._fill(buf)
             if not length:
@@ -220,8 +233,27 @@ class _ReadBuffers:
             with memoryview(buf) as view:
                 yield buf, view[:length]
 
+    def _in_hole(self) -> bool:
+        """True when the next whole chunk is in a hole of a sparse file."""
+        fd, end = self.sparse_fd, self.offset + CHUNK
+        if fd is None or end > os.fstat(fd).st_size:
+            return False
+        if self.next_data <= self.offset:
+            try:
+                self.next_data = os.lseek(fd, self.offset, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # no SEEK_DATA here: read everything
+                    self.sparse_fd = None
+                    return False
+                self.next_data = os.fstat(fd).st_size  # only a hole from here on
+            finally:  # lseek moved the descriptor under the buffered reader
+                cast("io.BufferedIOBase", self.src).seek(self.offset)
+        return self.next_data >= end
+
     def release_oldest(self) -> None:
-        self.free.append(self.busy.popleft())
+        buf = self.busy.popleft()
+        if buf is not None:
+            self.free.append(buf)
 
     def _fill(self, buf: bytearray) -> int:
         readinto = getattr(self.src, "readinto", None)
@@ -265,11 +297,11 @@ def compress(
         progress(chunk.length)
 
     with _in_order() as work:
-        for buf, raw in reads:
-            if len(raw) == CHUNK and buf == ZERO_CHUNK:  # a memcmp: zero runs cost
-                done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))  # only their reading
+        for read in reads:
+            if read is None or (len(read[1]) == CHUNK and read[0] == ZERO_CHUNK):  # a hole,
+                done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))  # or a memcmp: zeros are free
             else:
-                done = work.submit(functools.partial(pack, raw))
+                done = work.submit(functools.partial(pack, read[1]))
             for chunk in done:
                 emit(chunk)
         for chunk in work.drain():

@@ -1,6 +1,7 @@
 """Deterministic benchmark images: a realistic mixed disk and an all-zero one.
 
-The mixed image is laid out in extents whose lengths are log-uniform between
+The mixed image is fully allocated (zeros are written, as on a real volume:
+no holes to skip) and laid out in extents whose lengths are log-uniform between
 64 KiB and 32 MiB (4 KiB aligned, like a filesystem's); about 55% of the bytes
 are zero extents, the rest are cut from the host's own binaries and text files
 (sorted paths, so the same packages give the same bytes) with some seeded
@@ -87,7 +88,7 @@ def mixed(path: Path, size: int, seed: int) -> None:
             kind = rng.random()
             # steer towards the zero share: a short run of bad luck is corrected
             if zero + length / 2 < ZERO_SHARE * (pos + length):
-                out.seek(length, os.SEEK_CUR)
+                out.write(bytes(length))  # written, not a hole: like a real volume
                 zero += length
             elif kind < 0.45:
                 out.write(binary.take(length))
@@ -99,14 +100,21 @@ def mixed(path: Path, size: int, seed: int) -> None:
         out.truncate(size)
 
 
-def zeros(path: Path, size: int) -> None:
+def zeros(path: Path, size: int, *, allocated: bool) -> None:
+    """All zeros: a sparse file (one hole), or every block written."""
     with path.open("wb") as out:
-        out.truncate(size)
+        if not allocated:
+            out.truncate(size)
+            return
+        block = bytes(4 * MIB)
+        for _ in range(size // len(block)):
+            out.write(block)
+        out.write(bytes(size % len(block)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=("mixed", "zeros"))
+    parser.add_argument("kind", choices=("mixed", "zeros", "zeros-allocated"))
     parser.add_argument("path", type=Path)
     parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=2026)
@@ -114,7 +122,7 @@ def main() -> None:
     if args.kind == "mixed":
         mixed(args.path, args.size_mib * MIB, args.seed)
     else:
-        zeros(args.path, args.size_mib * MIB)
+        zeros(args.path, args.size_mib * MIB, allocated=args.kind == "zeros-allocated")
 
 
 if __name__ == "__main__":

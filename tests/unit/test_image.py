@@ -476,3 +476,27 @@ def test_workers_write_in_place_around_a_streamed_frame(tmp_path: Path, sparse: 
     assert stats.size == len(data)
     assert out.read_bytes() == data
     assert stats.chunk_sha256 == chunk_sha256(data)
+
+
+def test_holes_of_a_sparse_file_are_zeros_without_reading(tmp_path: Path) -> None:
+    """Data at odd offsets, holes spanning several chunks, a hole at the end and
+    a short last chunk: the image is exactly the file, holes and all."""
+    src = tmp_path / "sparse"
+    size = 9 * CHUNK + 12345
+    with src.open("wb") as f:
+        f.truncate(size)
+        for offset, data in (
+            (100, b"start"),
+            (CHUNK + 7, random_bytes(3 * MiB)),
+            (6 * CHUNK - 1, b"across a chunk boundary"),
+        ):
+            f.seek(offset)
+            f.write(data)
+    data = src.read_bytes()
+    img = tmp_path / "img.zst"
+    stats = compress_file(src, img)
+    assert stats.size == size
+    assert stats.chunk_sha256 == chunk_sha256(data)
+    assert zstd_dc(img) == data
+    parts = frames_of(img.read_bytes())
+    assert sum(p == image.zero_frame() for p in parts) >= 4  # chunks 3, 4, 7, 8 are holes
