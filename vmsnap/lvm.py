@@ -345,7 +345,13 @@ def is_open(lv: LogicalVolume) -> bool:
     return len(lv.attr) > 5 and lv.attr[5] == "o"
 
 
+SECTOR = 512
+
+
 def create_volume_argv(vg: str, name: str, size: int, thin_pool: str | None) -> list[str]:
+    """lvcreate takes whole 512-byte sectors (it rounds up to extents itself):
+    an image of an odd size gets a volume that holds it."""
+    size = -(-size // SECTOR) * SECTOR
     argv = ["lvcreate", "--yes", "--name", name]
     if thin_pool:
         return [*argv, "--virtualsize", f"{size}b", "--thin", "--", f"{vg}/{thin_pool}"]

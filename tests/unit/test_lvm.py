@@ -381,3 +381,12 @@ def test_lvs_argv() -> None:
 def test_lv_columns_match_what_the_parser_reads(lvs_report: str) -> None:
     row = json.loads(lvs_report)["report"][0]["lv"][0]
     assert lvm.LV_COLUMNS.split(",") == list(row)
+
+
+@pytest.mark.parametrize(
+    ("size", "sized"), [(550000, "550400b"), (4 << 20, "4194304b"), (1, "512b")]
+)
+def test_a_new_volume_is_asked_for_in_whole_sectors(size: int, sized: str) -> None:
+    # lvcreate refuses a byte count that is not a whole number of sectors
+    assert lvm.create_volume_argv("vg0", "new", size, None)[5] == sized
+    assert lvm.create_volume_argv("vg0", "new", size, "pool")[5] == sized
