@@ -143,6 +143,18 @@ def node_uri(tmp_path: Path, domains: list[str], *, pool_vg: str | None = VG) ->
     return f"test://{node}"
 
 
+def stopped(proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    """Wait until vmsnap stopped itself at its failpoint (state T)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with open(f"/proc/{proc.pid}/stat") as f:
+            if f.read().split(")")[-1].split()[0] == "T":
+                return
+        time.sleep(0.2)
+    raise AssertionError("vmsnap never reached its failpoint")
+
+
 def vmsnap(
     *args: str, check: bool = False, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

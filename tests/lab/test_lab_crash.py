@@ -11,23 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from labkit import VMSNAP, Lab, RealGuest, lv_names, virsh, vmsnap
-
-
-def stopped(proc: subprocess.Popen[str], timeout: float = 300) -> None:
-    """Wait until vmsnap stopped itself at its failpoint (state T)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        with open(f"/proc/{proc.pid}/stat") as f:
-            if f.read().split(")")[-1].split()[0] == "T":
-                return
-        time.sleep(0.2)
-    raise AssertionError("vmsnap never reached its failpoint")
+from labkit import VMSNAP, Lab, RealGuest, lv_names, stopped, virsh, vmsnap
 
 
 def start_backup(
