@@ -651,30 +651,24 @@ def _prune_exit_code(plans: list[retention.GuestPrune]) -> ExitCode:
     return ExitCode.DESTINATION if any(p.errors for p in plans) else ExitCode.OK
 
 
+def _keep(flag: str, text: str) -> Any:
+    """A --keep-* option of prune: a count, 0 or more."""
+    return typer.Option(flag, min=0, metavar="N", help=text)
+
+
 @app.command("prune", epilog=EXIT_STATUS)
 def prune_cmd(
     domains: Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")] = None,
     dest: DestOpt = None,
-    keep_last: Annotated[
-        int | None, typer.Option("--keep-last", min=0, metavar="N", help="Keep the N newest.")
-    ] = None,
+    keep_last: Annotated[int | None, _keep("--keep-last", "Keep the N newest.")] = None,
     keep_daily: Annotated[
-        int | None,
-        typer.Option(
-            "--keep-daily", min=0, metavar="N", help="Keep the newest of each of N UTC days."
-        ),
+        int | None, _keep("--keep-daily", "Keep the newest of each of N UTC days.")
     ] = None,
     keep_weekly: Annotated[
-        int | None,
-        typer.Option(
-            "--keep-weekly", min=0, metavar="N", help="Keep the newest of each of N ISO weeks."
-        ),
+        int | None, _keep("--keep-weekly", "Keep the newest of each of N ISO weeks.")
     ] = None,
     keep_monthly: Annotated[
-        int | None,
-        typer.Option(
-            "--keep-monthly", min=0, metavar="N", help="Keep the newest of each of N months."
-        ),
+        int | None, _keep("--keep-monthly", "Keep the newest of each of N months.")
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be removed; remove nothing.")

@@ -34,6 +34,7 @@ from vmsnap.frames import (
     HEADER_MAGIC,
     FrameSplitter,
     ImageHeader,
+    Readable,
     Streamed,
     Whole,
     header_frame,
@@ -46,10 +47,6 @@ __all__ = ["CHUNK", "DEFAULT_LEVEL", "HEAD_BYTES", "StreamStats", "compress", "d
 HEAD_BYTES = 32  # enough of an image's start for declared_size()
 WHOLE_LIMIT = 4 * CHUNK  # larger frames (other writers' images) are streamed
 ProgressFn = Callable[[int], None]
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Sink(Protocol):
