@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import flip_bit, make_backup, random_bytes
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-TIME_KEYS = frozenset({"age_seconds", "at"})
+TIME_KEYS = frozenset({"age_seconds", "at", "newest_good_age_seconds"})
 
 
 def normalised(value: Any, tmp: str, keys: frozenset[str] = TIME_KEYS) -> Any:

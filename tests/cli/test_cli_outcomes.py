@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from clikit import Main
+from clikit import Main, one_line_error
 from goldenkit import GUEST_RESULTS
 
 from vmsnap import backup, retention
@@ -77,3 +77,46 @@ def test_the_started_line_has_the_whole_command_line(
     main("--log-file", str(log), "backups", "--dest", str(dest), "web01")
     started = next(line for line in log.read_text().splitlines() if "started:" in line)
     assert started.endswith(f"started: vmsnap --log-file {log} backups --dest {dest} web01")
+
+
+# ---------------------------------------------------------------- --json when a run fails
+
+
+def test_a_failed_json_run_prints_an_error_document(main: Main, uri: str) -> None:
+    code, out, err = main("list", "nosuch", "--connect", uri, "--json")
+    assert code == ExitCode.NOT_FOUND
+    doc = json.loads(out)
+    assert doc["message_type"] == "exit_error"
+    assert doc["exit_code"] == ExitCode.NOT_FOUND
+    assert "nosuch" in doc["message"]
+    assert doc["message"] in one_line_error(err)
+
+
+def test_without_json_a_failed_run_prints_nothing_on_stdout(main: Main, uri: str) -> None:
+    code, out, _err = main("list", "nosuch", "--connect", uri)
+    assert (code, out) == (ExitCode.NOT_FOUND, "")
+
+
+def test_a_usage_error_of_ours_with_json_is_a_document_too(main: Main) -> None:
+    code, out, _err = main("backups", "--json")  # no --dest, no configuration file
+    assert code == ExitCode.USAGE
+    assert json.loads(out)["exit_code"] == ExitCode.USAGE
+
+
+def test_image_to_stdout_gets_no_error_document(main: Main, tmp_path: Path) -> None:
+    code, out, _err = main("image", "dump", "--json", str(tmp_path / "missing"), "-")
+    assert code == ExitCode.NOT_FOUND
+    assert out == ""
+
+
+def test_backups_json_gives_each_guest_its_newest_good_backups_age(main: Main, dest: Path) -> None:
+    make_backup(dest, "web01", "20261101T020000Z")
+    newest = make_backup(dest, "web01", "20261102T020000Z")
+    flip_bit(newest / "vda.img.zst", 60)
+    main("verify", "--no-progress", str(newest))  # the newest is now known bad
+    code, out, _err = main("backups", "--dest", str(dest), "--json")
+    assert code == 0
+    [guest] = json.loads(out)
+    assert guest["backups"][0]["age_seconds"] is not None  # the bad one's own age
+    assert guest["newest_good"] == "20261101T020000Z"
+    assert guest["newest_good_age_seconds"] == guest["backups"][1]["age_seconds"]

@@ -17,7 +17,15 @@ from typing import Annotated, Any
 import typer
 
 from vmsnap import __version__
-from vmsnap.cli import cmd_backup, cmd_checkpoint, cmd_dest, cmd_image, cmd_list, cmd_restore
+from vmsnap.cli import (
+    cmd_backup,
+    cmd_checkpoint,
+    cmd_dest,
+    cmd_image,
+    cmd_list,
+    cmd_restore,
+    jsondoc,
+)
 from vmsnap.cli.session import Session
 from vmsnap.console import close_log_file, setup_logging, to_log_file
 from vmsnap.errors import EXIT_MEANINGS, ExitCode, Interrupted, VmsnapError
@@ -151,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(session: Session, exc: BaseException, code: int) -> int:
+    """The error line; with --json, also the error document on stdout."""
     session.error(str(exc), exc)
+    if session.json:
+        jsondoc.emit(jsondoc.exit_error(str(exc), code))
     return code
 
 

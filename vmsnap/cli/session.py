@@ -29,6 +29,7 @@ class Session:
     argv: list[str] = field(default_factory=list)  # the command line, for the log
     debug: bool = False
     quiet: bool = False
+    json: bool = False  # --json: a failure prints an error document on stdout too
     hooks_dir: Path | None = None
     config_file: Path | None = None
     loaded: config.Config | None = None  # read when a command first needs it
