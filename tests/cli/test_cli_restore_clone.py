@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from clikit import Main, one_line_error
 
 from vmsnap.errors import ExitCode
@@ -82,3 +83,18 @@ def test_clone_onto_an_existing_name(main: Main, uri: str) -> None:
     code, _out, err = main("clone", "web01", "db01", "--connect", uri)
     assert code in (ExitCode.USAGE, ExitCode.UNSUPPORTED_DISK)
     one_line_error(err)
+
+
+def test_restore_waits_for_the_run_lock(
+    main: Main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore is a job like the others: a prune must not remove the backup
+    it reads, nor a backup's cleanup mistake its journal for a dead run's."""
+    from vmsnap import lock  # noqa: PLC0415 - only this test shortens the wait
+
+    folder = make_backup(tmp_path / "dest", "web01")
+    monkeypatch.setattr(lock, "DEFAULT_WAIT", 0.3)
+    with lock.run_lock(wait=0.3):
+        code, _out, err = main("restore", str(folder), "--vg", "vg0")
+    assert code == ExitCode.LOCKED
+    assert "another vmsnap run holds" in one_line_error(err)
