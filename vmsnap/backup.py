@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from vmsnap import __version__, faults, hooks, image, store
+from vmsnap import faults, hooks, image, manifest, store
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import DestinationError, Interrupted, UsageError, VmsnapError
 from vmsnap.guard import GuardSettings
@@ -20,7 +19,6 @@ from vmsnap.hooks import Hooks, Scope
 from vmsnap.job import run_job
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
-from vmsnap.manifest import seal
 from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
 from vmsnap.quiesce import Window
@@ -36,8 +34,6 @@ from vmsnap.snapstream import DiskResult, stream_snapshot
 from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -66,51 +62,6 @@ class GuestResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, Any]:
-    assert result.plan is not None
-    assert result.window is not None
-    guest, window = result.plan.guest, result.window
-    return {
-        "format": "vmsnap-backup",
-        "format_version": FORMAT_VERSION,
-        "vmsnap_version": __version__,
-        "host": conn_host,
-        "domain": {
-            "name": guest.name,
-            "uuid": guest.uuid,
-            "hypervisor": guest.hypervisor,
-            "xml_sha256": result.domain_xml_sha256,
-        },
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
-        "quiesce": {
-            "requested": str(window.requested),
-            "mode": window.used,
-            "state_before": window.state_before,
-            "window_seconds": round(window.seconds, 3),
-            "frozen_filesystems": window.frozen_filesystems,
-            "note": window.note,
-        },
-        "disks": [
-            {
-                "target": d.target,
-                "volume": d.volume,
-                "size": d.size,
-                "chunk_sha256": d.chunk_sha256,
-                "image": d.image,
-                "compressed_size": d.compressed_size,
-                "snapshot": {
-                    "kind": d.snapshot_kind,
-                    "size": d.snapshot_size,
-                    "peak_fill_percent": d.peak_fill_percent,
-                    "extended": d.extended,
-                },
-            }
-            for d in result.disks
-        ],
-        "skipped": [{"target": t, "reason": r} for t, r in result.plan.skipped],
-    }
 
 
 @contextmanager
@@ -186,7 +137,15 @@ def run_guest(
                     )
                 )
             progress.job_done()
-            document = seal(manifest(result, conn.hostname, created))
+            document = manifest.build(
+                host=conn.hostname,
+                guest=plan.guest,
+                domain_xml_sha256=result.domain_xml_sha256,
+                created=created,
+                window=window,
+                disks=result.disks,
+                skipped=plan.skipped,
+            )
             store.write_json(staging / store.MANIFEST, document)
             faults.point("publishing")
             result.directory = store.publish(staging)

@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 KIND = "ckpt"  # snapshot names: <origin>-ckpt-<id>
 PREFIX = "vmsnap_cp_"
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.-]{0,63}$")
-STEP_SHARE = 20.0  # watch grows a snapshot by this share of its origin
 MERGE_POLL = 1.0
 _DURATION_RE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -115,8 +114,7 @@ class CheckpointDisk:
     @property
     def invalid(self) -> bool:
         """A COW snapshot that overflowed ('I' in lv_attr's 5th place): lost."""
-        attr = self.snapshot.attr
-        return self.snapshot.snapshot_invalid or (len(attr) > 4 and attr[4] == "I")
+        return lvm.is_invalid(self.snapshot)
 
     @property
     def fill(self) -> float | None:
@@ -472,11 +470,6 @@ class WatchReport:
         return None
 
 
-def _step(origin: LogicalVolume, extent: int, share: float) -> int:
-    step = max(int(origin.size * share / 100), extent)
-    return -(-step // extent) * extent
-
-
 def _watch_disk(
     cp: Checkpoint, disk: CheckpointDisk, report: WatchReport, threshold: float
 ) -> None:
@@ -486,7 +479,7 @@ def _watch_disk(
         report.invalid.append(f"{where}: overflowed, lost")
     elif fill is not None and fill >= threshold and disk.origin is not None:
         vg = lvm.volume_group(disk.snapshot.vg)
-        step = _step(disk.origin, vg.extent_size, STEP_SHARE)
+        step = lvm.growth_step(disk.origin.size, vg.extent_size)
         if vg.free < step:
             report.full.append(
                 f"{where}: {fill:.0f}% full and VG {vg.name} has only {human_size(vg.free)} free"

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vmsnap import lvm, runner
+from vmsnap import lvm
 from vmsnap.errors import IntegrityError, UsageError, VmsnapError
-from vmsnap.models import LogicalVolume, human_size
+from vmsnap.models import FILL_WARNING, LogicalVolume, human_size
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class GuardSettings:
     interval: float = 1.0  # seconds between polls
-    threshold: float = 70.0  # percent full that triggers an extension
-    step_share: float = 20.0  # each extension adds this share of the origin
+    threshold: float = FILL_WARNING  # percent full that triggers an extension
+    step_share: float = lvm.GROWTH_SHARE  # each extension adds this share of the origin
 
     @classmethod
     def from_environment(cls) -> GuardSettings:
@@ -65,7 +65,7 @@ class SnapshotGuard:
     def poll(self) -> bool:
         """One look at the snapshot; False once it is lost."""
         now = lvm.find_volume(self.snap.vg, self.snap.name)
-        if now is None or now.snapshot_invalid:
+        if now is None or lvm.is_invalid(now):
             self.failure = self._lost_message()
             return False
         fill = now.snap_percent or 0.0
@@ -77,8 +77,7 @@ class SnapshotGuard:
 
     def _extend(self) -> None:
         vg = lvm.volume_group(self.snap.vg)
-        step = max(int(self.origin_size * self.settings.step_share / 100), vg.extent_size)
-        step = -(-step // vg.extent_size) * vg.extent_size
+        step = lvm.growth_step(self.origin_size, vg.extent_size, self.settings.step_share)
         if vg.free < step:
             if self._warned:
                 return
@@ -91,8 +90,7 @@ class SnapshotGuard:
                 human_size(vg.free),
             )
             return
-        argv = ["lvextend", "--size", f"+{step}b", "--", self.snap.full_name]
-        runner.run(argv, mutates=True)
+        lvm.extend(self.snap, step)
         self.extended += step
         log.info(
             "snapshot %s %.0f%% full: extended by %s",

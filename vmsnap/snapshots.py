@@ -57,10 +57,6 @@ def run_tags(run_id: str) -> tuple[str, ...]:
     return (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
 
 
-def _round_up(n: int, extent: int) -> int:
-    return -(-n // extent) * extent
-
-
 def full_cow(origin: int) -> int:
     """COW space that can never overflow: the origin plus room for the
     exception table (16 bytes per 4 KiB chunk, under 1/64) and its header."""
@@ -82,7 +78,7 @@ def cow_sizes(
     shrunk to fit the free space but never below 5% of the origin.
     """
     share = spec or SizeSpec(percent=DEFAULT_SNAPSHOT_SHARE)
-    sizes = [_round_up(max(_cow_wanted(share, o), extent), extent) for o in origins]
+    sizes = [lvm.round_up(max(_cow_wanted(share, o), extent), extent) for o in origins]
     if sum(sizes) <= free:
         return sizes
     needed = human_size(sum(sizes))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from vmsnap import image, manifest, store
+from vmsnap import catalog, image, manifest, store
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError, TruncatedError
 from vmsnap.manifest import ManifestDisk
 from vmsnap.progress import Progress
@@ -236,7 +236,7 @@ def backup_folders(paths: Sequence[Path]) -> list[Path]:
     """
     folders: dict[Path, Path] = {}
     for path in paths:
-        found = sorted(manifest.find_backups(path) + manifest.find_partials(path))
+        found = sorted(catalog.find_backups(path) + catalog.find_partials(path))
         if not found:
             raise NotFoundError(f"{path}: no backups there")
         for folder in found:

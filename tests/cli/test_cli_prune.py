@@ -328,3 +328,21 @@ def test_libvirt_default_uri_wins_over_the_files_connect(
     code, _out, err = main("list", "web01")
     assert code == ExitCode.NOT_FOUND
     assert "web01" in one_line_error(err)
+
+
+def test_backups_and_prune_say_which_links_they_ignore(
+    main: Main, dest: Path, tmp_path: Path
+) -> None:
+    """One link policy with verify: never followed, and named (it was silent)."""
+    backups(dest, stamps=STAMPS[:1])
+    outside = backups(tmp_path / "outside", "db01", STAMPS[:2])
+    (dest / "db01").symlink_to(outside[0].parent)
+    for args in (["backups"], ["prune", "--keep-last", "1"]):
+        code, out, err = main(*args, "--dest", str(dest))
+        assert code == ExitCode.OK
+        assert "db01" not in out
+        assert f"{dest / 'db01'}: ignored, a symbolic link" in err
+    assert present(tmp_path / "outside", "db01") == STAMPS[:2]
+    code, _out, err = main("backups", "--dest", str(dest), "db01")
+    assert code == ExitCode.NOT_FOUND
+    assert "is a symbolic link, not followed" in one_line_error(err)

@@ -98,3 +98,17 @@ def test_restore_waits_for_the_run_lock(
         code, _out, err = main("restore", str(folder), "--vg", "vg0")
     assert code == ExitCode.LOCKED
     assert "another vmsnap run holds" in one_line_error(err)
+
+
+def test_verify_never_follows_a_link_inside_the_destination(main: Main, tmp_path: Path) -> None:
+    """It used to verify a linked backup folder and write verified.json outside."""
+    dest = tmp_path / "dest"
+    make_backup(dest, "web01")
+    outside = make_backup(tmp_path / "outside", "db01")
+    (dest / "db01").symlink_to(outside.parent)
+    code, out, err = main("verify", str(dest))
+    assert code == ExitCode.OK
+    assert "db01" not in out
+    assert f"{dest / 'db01'}: ignored, a symbolic link" in err
+    assert not (outside / "verified.json").exists()
+    assert (dest / "web01" / "20261127T042319Z" / "verified.json").exists()
