@@ -39,14 +39,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BackupSettings:
     dest: Path
+    hooks: Hooks  # the CLI reads --hooks-dir and the environment; hooks.NO_HOOKS for none
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
     excludes: frozenset[tuple[str, str]] = frozenset()
     level: int = image.DEFAULT_LEVEL
     dry_run: bool = False
     thin_pool_limit: float = DEFAULT_POOL_LIMIT
-    guard: GuardSettings = field(default_factory=GuardSettings.from_environment)
-    hooks: Hooks = field(default_factory=Hooks.from_environment)
+    guard: GuardSettings = field(default_factory=GuardSettings)
 
 
 @dataclass
@@ -102,7 +102,7 @@ def run_guest(
     progress: Progress,
     run_id: str,
     journal: Journal | None = None,
-    scope: Scope = hooks.NO_HOOKS,
+    scope: Scope = hooks.NO_SCOPE,
 ) -> None:
     """Back up one planned guest, filling in ``result`` as it goes (so that a
     published backup is on record even if removing a snapshot fails after)."""
@@ -197,7 +197,7 @@ def _backup_one(
     progress: Progress,
     run_id: str,
     journal: Journal | None,
-    scope: Scope = hooks.NO_HOOKS,
+    scope: Scope = hooks.NO_SCOPE,
 ) -> GuestResult:
     result = GuestResult(name=dom.name)
     try:

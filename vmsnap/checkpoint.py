@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from vmsnap import hooks, lvm
+from vmsnap import lvm
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
@@ -28,7 +28,15 @@ from vmsnap.errors import (
     UsageError,
     VmsnapError,
 )
-from vmsnap.hooks import Hooks, Scope
+from vmsnap.hooks import (
+    CHECKPOINT_ABORT,
+    CHECKPOINT_END,
+    POST_RELEASE,
+    POST_ROLLBACK,
+    PRE_ROLLBACK,
+    Hooks,
+    Scope,
+)
 from vmsnap.job import run_job
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
@@ -234,11 +242,11 @@ def choose(found: list[Checkpoint], name: str, label: str | None) -> Checkpoint:
 @dataclass(frozen=True)
 class CreateSettings:
     label: str
+    hooks: Hooks
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
     expire: float | None = None  # seconds from now
     thin_pool_limit: float = DEFAULT_POOL_LIMIT
-    hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
 def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
@@ -251,9 +259,7 @@ def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
     scope = settings.hooks.scope(
         VMSNAP_COMMAND="checkpoint", VMSNAP_RUN_ID=run_id, VMSNAP_LABEL=label
     ).bind(VMSNAP_DOMAIN=dom.name, VMSNAP_DOMAIN_UUID=dom.uuid)
-    with run_job(
-        scope, end=hooks.CHECKPOINT_END, abort=hooks.CHECKPOINT_ABORT, job_phases=False
-    ) as job:
+    with run_job(scope, end=CHECKPOINT_END, abort=CHECKPOINT_ABORT, job_phases=False) as job:
         if any(c.label == label for c in of_domain(dom)):
             raise UsageError(f"{name} already has a checkpoint {label!r}")
         _take(conn, dom, settings, run_id, job.journal, scope)
@@ -354,7 +360,7 @@ def rollback(
     *,
     shutdown: bool = False,
     start: bool = False,
-    hooks_settings: Hooks | None = None,
+    hooks: Hooks,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
 ) -> Checkpoint:
     """Merge the checkpoint back into the guest's LVs, the guest shut off
@@ -364,14 +370,14 @@ def rollback(
         dom = conn.domain(name)
         cp = choose(of_domain(dom), name, label)
         check_valid(cp)
-        scope = (hooks_settings or Hooks.from_environment()).scope(
+        scope = hooks.scope(
             VMSNAP_COMMAND="checkpoint",
             VMSNAP_DOMAIN=dom.name,
             VMSNAP_DOMAIN_UUID=dom.uuid,
             VMSNAP_LABEL=cp.label,
             VMSNAP_SNAPSHOTS=_paths(cp),
         )
-        scope.run(hooks.PRE_ROLLBACK)
+        scope.run(PRE_ROLLBACK)
         _require_shutoff(dom, shutdown, shutdown_timeout)
         cp = choose(of_domain(dom), name, cp.label)  # fresh: the guest closed its LVs
         check_rollback(cp)
@@ -379,7 +385,7 @@ def rollback(
             log.info("merging %s back into %s", disk.snapshot.full_name, disk.target)
             lvm.merge(disk.snapshot)
         finish_merges(cp)
-        scope.run(hooks.POST_ROLLBACK)
+        scope.run(POST_ROLLBACK)
         if start:
             dom.start()
     return cp
@@ -437,18 +443,16 @@ def remove(cp: Checkpoint) -> None:
         raise LeftBehindError("; ".join(problems))
 
 
-def release(
-    conn: Connection, name: str, label: str | None, hooks_settings: Hooks | None = None
-) -> Checkpoint:
+def release(conn: Connection, name: str, label: str | None, *, hooks: Hooks) -> Checkpoint:
     with run_lock():
         cp = choose(guest_checkpoints(conn, name), name, label)
         remove(cp)
-    (hooks_settings or Hooks.from_environment()).scope(
+    hooks.scope(
         VMSNAP_COMMAND="checkpoint",
         VMSNAP_DOMAIN=name,
         VMSNAP_DOMAIN_UUID=cp.uuid,
         VMSNAP_LABEL=cp.label,
-    ).run(hooks.POST_RELEASE)
+    ).run(POST_RELEASE)
     return cp
 
 

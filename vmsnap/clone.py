@@ -37,13 +37,13 @@ log = logging.getLogger(__name__)
 class CloneSettings:
     source: str  # a backup folder, or the name of a template guest
     new_name: str
+    hooks: Hooks
     vg: str | None = None
     thin_pool: str | None = None
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
     define: bool = True
     start: bool = False
-    hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
 @dataclass(frozen=True)

@@ -11,17 +11,19 @@ at once.  The peak fill goes into the manifest.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from vmsnap import lvm
-from vmsnap.errors import IntegrityError, UsageError, VmsnapError
+from vmsnap.environment import env_number
+from vmsnap.errors import IntegrityError, VmsnapError
 from vmsnap.models import FILL_WARNING, LogicalVolume, human_size
 
 log = logging.getLogger(__name__)
+
+MIN_INTERVAL = 0.1  # seconds
 
 
 @dataclass(frozen=True)
@@ -32,13 +34,8 @@ class GuardSettings:
 
     @classmethod
     def from_environment(cls) -> GuardSettings:
-        """``VMSNAP_GUARD_INTERVAL`` tunes the poll (the lab tests use it)."""
-        text = os.environ.get("VMSNAP_GUARD_INTERVAL", str(cls.interval))
-        try:
-            interval = float(text)
-        except ValueError:
-            raise UsageError(f"VMSNAP_GUARD_INTERVAL={text!r} is not a number of seconds") from None
-        return cls(interval=max(interval, 0.1))
+        """``VMSNAP_GUARD_INTERVAL`` tunes the poll (the CLI reads it)."""
+        return cls(interval=env_number("VMSNAP_GUARD_INTERVAL", cls.interval, MIN_INTERVAL))
 
 
 class SnapshotGuard:

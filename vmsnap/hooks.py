@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsnap import runner
-from vmsnap.errors import HookError, UsageError, VmsnapError
+from vmsnap.environment import env_number
+from vmsnap.errors import HookError, VmsnapError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("/etc/vmsnap/hooks.d")
 DEFAULT_TIMEOUT = 300.0
+MIN_TIMEOUT = 0.1
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 JOB_START = "job-start"
@@ -116,13 +118,9 @@ class Hooks:
     def from_environment(cls, directory: Path | None = None) -> Hooks:
         """``--hooks-dir``, else ``VMSNAP_HOOKS_DIR``, else the default folder;
         ``VMSNAP_HOOK_TIMEOUT`` in seconds."""
-        text = os.environ.get("VMSNAP_HOOK_TIMEOUT", str(DEFAULT_TIMEOUT))
-        try:
-            timeout = float(text)
-        except ValueError:
-            raise UsageError(f"VMSNAP_HOOK_TIMEOUT={text!r} is not a number of seconds") from None
+        timeout = env_number("VMSNAP_HOOK_TIMEOUT", DEFAULT_TIMEOUT, MIN_TIMEOUT)
         chosen = directory or Path(os.environ.get("VMSNAP_HOOKS_DIR") or DEFAULT_DIR)
-        return cls(directory=chosen, timeout=max(timeout, 0.1))
+        return cls(directory=chosen, timeout=timeout)
 
     def scripts(self) -> list[Path]:
         """The hooks to run, in order; none when the folder does not exist."""
@@ -187,5 +185,7 @@ class Scope:
                 log.error("%s", exc)
 
 
-NO_HOOKS = Scope(Hooks(directory=None))
-"""A scope that runs nothing (library callers and tests that want no hooks)."""
+NO_HOOKS = Hooks(directory=None)
+"""No hooks at all: what library callers and tests that want none pass."""
+NO_SCOPE = Scope(NO_HOOKS)
+"""A scope that runs nothing."""

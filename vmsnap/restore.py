@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from vmsnap import hooks, lvm, manifest
@@ -28,13 +28,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class RestoreSettings:
     backup_dir: Path
+    hooks: Hooks
     disks: tuple[str, ...] = ()  # targets; empty means all
     to: str | None = None  # an existing LV
     vg: str | None = None  # or new LVs in this VG
     name: str | None = None
     thin_pool: str | None = None
     force: bool = False
-    hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
 def _select(m: Manifest, targets: tuple[str, ...]) -> list[ManifestDisk]:

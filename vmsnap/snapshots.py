@@ -189,7 +189,7 @@ def guest_snapshots(
     journal: Journal | None,
     uri: str,
     tags: tuple[str, ...],
-    scope: Scope = hooks.NO_HOOKS,
+    scope: Scope = hooks.NO_SCOPE,
     keep: bool = False,
 ) -> Iterator[tuple[Window, list[LogicalVolume]]]:
     """All of a guest's snapshots, taken in one quiesce window that holds nothing

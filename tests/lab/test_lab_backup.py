@@ -26,6 +26,7 @@ from labkit import (
 
 from vmsnap import backup, virt
 from vmsnap.errors import Interrupted
+from vmsnap.hooks import NO_HOOKS
 from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import NoProgress
 
@@ -116,7 +117,7 @@ def test_origin_written_during_copy(lab: Lab, tmp_path: Path, thin: bool) -> Non
     dest.mkdir()
     # room for every block the writer changes (the overflow guard has its own tests)
     settings = backup.BackupSettings(
-        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(percent=100)
+        dest=dest, hooks=NO_HOOKS, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(percent=100)
     )
     with virt.connection(uri) as conn:
         results = backup.backup(conn, ["busy"], settings, _WriteOriginOnce(origin, size))
@@ -141,7 +142,9 @@ def test_cow_overflow_fails_cleanly(lab: Lab, tmp_path: Path) -> None:
     uri = node_uri(tmp_path, [domain_xml("ovf", [disk_xml("vda", origin)])])
     dest = tmp_path / "dest"
     dest.mkdir()
-    settings = backup.BackupSettings(dest=dest, snapshot_size=SizeSpec(size=4 << 20))
+    settings = backup.BackupSettings(
+        dest=dest, hooks=NO_HOOKS, snapshot_size=SizeSpec(size=4 << 20)
+    )
     with virt.connection(uri) as conn:
         results = backup.backup(conn, ["ovf"], settings, _WriteOriginOnce(origin, 16 * MiB))
     assert not results[0].ok
@@ -156,7 +159,7 @@ def test_interrupt_mid_stream_removes_everything(lab: Lab, tmp_path: Path) -> No
     uri = node_uri(tmp_path, [domain_xml("g", [disk_xml("vda", a), disk_xml("vdb", b)])])
     dest = tmp_path / "dest"
     dest.mkdir()
-    settings = backup.BackupSettings(dest=dest, quiesce=QuiesceMode.PAUSE)
+    settings = backup.BackupSettings(dest=dest, hooks=NO_HOOKS, quiesce=QuiesceMode.PAUSE)
     with virt.connection(uri) as conn:
         with pytest.raises(Interrupted):
             backup.backup(conn, ["g"], settings, _InterruptMidStream())
@@ -171,7 +174,7 @@ def test_paused_guest_stays_paused(lab: Lab, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     for mode in (QuiesceMode.AUTO, QuiesceMode.PAUSE, QuiesceMode.FREEZE):
-        settings = backup.BackupSettings(dest=dest, quiesce=mode)
+        settings = backup.BackupSettings(dest=dest, hooks=NO_HOOKS, quiesce=mode)
         with virt.connection(uri) as conn:
             results = backup.backup(conn, ["p"], settings, NoProgress())
             assert conn.domain("p").state() == "paused"

@@ -133,7 +133,7 @@ def test_a_hooks_folder_under_a_world_writable_one_is_refused(tmp_path: Path) ->
 
 def test_no_hooks_folder_means_no_hooks(tmp_path: Path) -> None:
     Hooks(tmp_path / "missing").scope().run(hooks.PRE_QUIESCE)
-    hooks.NO_HOOKS.run(hooks.PRE_QUIESCE)
+    hooks.NO_SCOPE.run(hooks.PRE_QUIESCE)
 
 
 def test_hooks_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,3 +209,12 @@ def test_checkpoints_are_grouped_from_their_tags() -> None:
     assert (vdb.target, vdb.fill, vdb.pool_fill) == ("vdb", None, 91.0)
     assert second.created == 100
     assert second.expires is None
+
+
+@pytest.mark.parametrize("text", ["0", "0.05", "-1", "", "soon"])
+def test_a_hook_timeout_below_its_minimum_or_not_a_number_is_refused(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.setenv("VMSNAP_HOOK_TIMEOUT", text)
+    with pytest.raises(UsageError, match="VMSNAP_HOOK_TIMEOUT="):
+        Hooks.from_environment()

@@ -116,7 +116,7 @@ def test_the_journal_carries_what_cleanup_left_and_goes_at_the_end(
 ) -> None:
     monkeypatch.setattr(cleanup, "cleanup", lambda: CleanupReport(unresolved=[STRANDED]))
     path = journal.state_dir() / journal.JOURNAL
-    with run_job(hooks.NO_HOOKS) as job:
+    with run_job(hooks.NO_SCOPE) as job:
         assert job.journal.path == path
         assert journal.load_left() is not None
         job.journal.note_staging(Path("/srv/backup/web01/x.partial"))
@@ -127,7 +127,7 @@ def test_the_journal_carries_what_cleanup_left_and_goes_at_the_end(
 
 
 def test_a_clean_job_leaves_no_journal_and_the_lock_free(private_state: list[str]) -> None:
-    with run_job(hooks.NO_HOOKS):
+    with run_job(hooks.NO_SCOPE):
         pass
     assert private_state == ["cleanup"]
     assert journal.load_left() is None

@@ -9,7 +9,7 @@ import typer
 
 from vmsnap.cli import jsondoc
 from vmsnap.cli.cmd_dest import prune_errors
-from vmsnap.cli.core import backup, cleanup, retention, snapshots, store, virt
+from vmsnap.cli.core import backup, cleanup, guard, retention, snapshots, store, virt
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
 from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import print_prune
@@ -128,6 +128,7 @@ def backup_cmd(
             dry_run=dry_run,
             thin_pool_limit=thin_pool_limit or cfg.thin_pool_limit or snapshots.DEFAULT_POOL_LIMIT,
             hooks=session.hooks(),
+            guard=guard.GuardSettings.from_environment(),
         )
         results = backup.backup(
             conn, domains or None, settings, session.progress(False if dry_run else progress)
