@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsnap import faults, hooks, image, manifest, store
-from vmsnap.discover import Inventory, describe
+from vmsnap.discover import REASONS, Inventory, describe
 from vmsnap.errors import DestinationError, ExitCode, Interrupted, UsageError, VmsnapError, worst
 from vmsnap.guard import GuardSettings
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.job import run_job
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
-from vmsnap.models import QuiesceMode, SizeSpec
+from vmsnap.models import Guest, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
 from vmsnap.quiesce import Window
 from vmsnap.snapshots import (
@@ -43,6 +43,7 @@ class BackupSettings:
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
     excludes: frozenset[tuple[str, str]] = frozenset()
+    exclude_guests: frozenset[str] = frozenset()  # left out of --all
     level: int = image.DEFAULT_LEVEL
     dry_run: bool = False
     thin_pool_limit: float = DEFAULT_POOL_LIMIT
@@ -58,6 +59,7 @@ class GuestResult:
     window: Window | None = None
     disks: list[DiskResult] = field(default_factory=list)
     domain_xml_sha256: str = ""
+    skipped: str | None = None  # why --all left this guest out (not a failure)
 
     @property
     def ok(self) -> bool:
@@ -82,11 +84,9 @@ def _staging(
             journal.forget_staging(staging)
 
 
-def _plan(
-    dom: Domain, inventory: Inventory, conn: Connection, settings: BackupSettings, run_id: str
-) -> GuestPlan:
+def _plan(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan:
     return plan_guest(
-        describe(dom, inventory, conn),
+        guest,
         run_id=run_id,
         excludes=settings.excludes,
         snapshot_size=settings.snapshot_size,
@@ -163,47 +163,88 @@ def backup(
     """
     conn.require_local()
     store.check_destination(settings.dest)
-    domains = [conn.domain(n) for n in names] if names is not None else conn.domains()
+    domains = _domains(conn, names, settings.exclude_guests)
     unknown = {d for d, _t in settings.excludes} - {d.name for d in domains}
     if unknown:
         raise UsageError(
             f"--exclude names guests that are not backed up: {', '.join(sorted(unknown))}"
         )
     run_id = new_run_id()
+    run = _Run(conn, settings, progress, run_id, every_guest=names is None)
     if settings.dry_run:
         with run_lock():
-            inventory = Inventory.load()
-            return [
-                _backup_one(conn, d, inventory, settings, progress, run_id, None) for d in domains
-            ]
-    scope = settings.hooks.scope(
+            run.inventory = Inventory.load()
+            return [_backup_one(run, d) for d in domains]
+    run.scope = settings.hooks.scope(
         VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=str(settings.dest)
     )
-    with run_job(scope) as job:
-        inventory = Inventory.load()
-        results = [
-            _backup_one(conn, d, inventory, settings, progress, run_id, job.journal, scope)
-            for d in domains
-        ]
+    with run_job(run.scope) as job:
+        run.journal, run.inventory = job.journal, Inventory.load()
+        results = [_backup_one(run, d) for d in domains]
         job.failed = not all(r.ok for r in results)
     return results
 
 
-def _backup_one(
-    conn: Connection,
-    dom: Domain,
-    inventory: Inventory,
-    settings: BackupSettings,
-    progress: Progress,
-    run_id: str,
-    journal: Journal | None,
-    scope: Scope = hooks.NO_SCOPE,
-) -> GuestResult:
+def _domains(conn: Connection, names: list[str] | None, left_out: frozenset[str]) -> list[Domain]:
+    """The named guests, or every guest (``--all``); a guest to leave out must exist."""
+    if names is not None:
+        return [conn.domain(n) for n in names]
+    every = conn.domains()
+    unknown = left_out - {d.name for d in every}
+    if unknown:
+        raise UsageError(
+            f"--exclude-guest names no guest libvirt knows: {', '.join(sorted(unknown))}",
+            hint="a [guests.NAME] skip of the configuration file counts too",
+        )
+    return every
+
+
+@dataclass
+class _Run:
+    """What every guest of one backup run shares."""
+
+    conn: Connection
+    settings: BackupSettings
+    progress: Progress
+    run_id: str
+    every_guest: bool  # --all: guests with no LV disk are left out, not failed
+    inventory: Inventory | None = None
+    journal: Journal | None = None
+    scope: Scope = hooks.NO_SCOPE
+
+
+NEVER_LV = frozenset(REASONS)  # disk types that cannot be an LV: file, network, dir
+
+
+def _without_lv(guest: Guest) -> str | None:
+    """Why ``--all`` leaves a guest out: none of its disks is or could be an LV
+    (no disks, or only files, network disks, CD-ROMs).  A block device that is
+    not an LV still fails: it may be an LV that is missing."""
+    disks = [d for d in guest.disks if not d.skippable]
+    if any(d.volume is not None or d.spec.source_type not in NEVER_LV for d in disks):
+        return None
+    kinds = sorted({d.reason or d.spec.source_type for d in disks})
+    return f"no LV disk ({', '.join(kinds) or 'no disks'})"
+
+
+def _backup_one(run: _Run, dom: Domain) -> GuestResult:
     result = GuestResult(name=dom.name)
+    settings = run.settings
+    if run.every_guest and dom.name in settings.exclude_guests:
+        result.skipped = "excluded"
+        return result
     try:
-        result.plan = _plan(dom, inventory, conn, settings, run_id)
+        assert run.inventory is not None
+        guest = describe(dom, run.inventory, run.conn)
+        result.skipped = _without_lv(guest) if run.every_guest else None
+        if result.skipped is not None:
+            log.info("%s: left out: %s", dom.name, result.skipped)
+            return result
+        result.plan = _plan(guest, settings, run.run_id)
         if not settings.dry_run:
-            run_guest(conn, dom, result, settings, progress, run_id, journal, scope)
+            run_guest(
+                run.conn, dom, result, settings, run.progress, run.run_id, run.journal, run.scope
+            )
     except Interrupted:
         raise
     except VmsnapError as exc:
@@ -211,7 +252,7 @@ def _backup_one(
     except OSError as exc:
         result.error = DestinationError(str(exc))
     if not settings.dry_run:
-        _announce(scope, result)
+        _announce(run.scope, result)
     return result
 
 
@@ -229,7 +270,8 @@ def _announce(scope: Scope, result: GuestResult) -> None:
 def exit_code(results: list[GuestResult]) -> ExitCode:
     """0 all good; 1 when some guests failed (12 if one left something behind);
     when all failed, the worst of their errors (the first, between equals)."""
-    failed = [r.error.exit_code for r in results if r.error is not None]
-    if len(failed) < len(results):  # some guests were backed up
+    tried = [r for r in results if r.skipped is None]
+    failed = [r.error.exit_code for r in tried if r.error is not None]
+    if len(failed) < len(tried):  # some guests were backed up
         failed = [c if c == ExitCode.LEFT_BEHIND else ExitCode.PARTIAL for c in failed]
     return worst(*failed)

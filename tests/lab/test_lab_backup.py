@@ -195,3 +195,42 @@ def test_dry_run_changes_nothing(lab: Lab, tmp_path: Path) -> None:
     assert f"{VG}/dry" in run.stdout
     assert lv_names() == before
     assert list(dest.iterdir()) == []
+
+
+def test_backup_all_leaves_out_guests_without_lvs_and_excluded_ones(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Defect 11: a qcow2-only or diskless guest no longer fails every --all run,
+    and --exclude-guest leaves a whole guest out; the rest is backed up on real LVM."""
+    disk = lab.lv("keep-root", 8)
+    skipped_disk = lab.lv("skip-root", 8)
+    image = tmp_path / "files01.qcow2"
+    image.write_bytes(b"QFI\xfb" + bytes(508))
+    uri = node_uri(
+        tmp_path,
+        [
+            domain_xml("keep", [disk_xml("vda", disk)]),
+            domain_xml("files01", [disk_xml("vda", str(image), kind="file")]),
+            domain_xml("empty01", []),
+            domain_xml("desktop", [disk_xml("vda", skipped_disk)]),
+        ],
+    )
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    run = vmsnap("backup", "--all", "--exclude-guest", "desktop", "--dest", str(dest),
+                 "--connect", uri, "--quiesce", "pause", "--json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    doc = {r["name"]: r for r in json.loads(run.stdout)}
+    assert {n: r["skipped"] for n, r in doc.items()} == {
+        "keep": None,
+        "files01": "no LV disk (file, not an LV)",
+        "empty01": "no LV disk (no disks)",
+        "desktop": "excluded",
+    }
+    assert doc["keep"]["ok"]
+    assert doc["keep"]["directory"]
+    assert sorted(p.name for p in dest.iterdir()) == ["keep"]
+    assert zstd_sha(only_backup(dest, "keep") / "vda.img.zst") == sha256_of(disk)
+    assert not lv_names("@vmsnap")
+    named = vmsnap("backup", "files01", "--dest", str(dest), "--connect", uri)
+    assert named.returncode == 4  # named on the command line: it still fails

@@ -83,6 +83,7 @@ def backup_result(result: GuestResult, prune: GuestPrune | None, now: float) -> 
         "disks": [disk_result(d) for d in result.disks],
         "plan": plan(result.plan) if result.plan else None,
         "prune": guest_prune(prune, now) if prune else None,
+        "skipped": result.skipped,
     }
 
 
