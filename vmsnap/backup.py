@@ -137,18 +137,25 @@ def run_guest(
                     )
                 )
             progress.job_done()
-            document = manifest.build(
-                host=conn.hostname,
-                guest=plan.guest,
-                domain_xml_sha256=result.domain_xml_sha256,
-                created=created,
-                window=window,
-                disks=result.disks,
-                skipped=plan.skipped,
-            )
-            store.write_json(staging / store.MANIFEST, document)
-            faults.point("publishing")
-            result.directory = store.publish(staging)
+            result.directory = _publish(result, staging, conn.hostname, created)
+
+
+def _publish(result: GuestResult, staging: Path, host: str, created: float) -> Path:
+    """Seal the manifest into the staging folder and rename it into place."""
+    assert result.plan is not None
+    assert result.window is not None
+    document = manifest.build(
+        host=host,
+        guest=result.plan.guest,
+        domain_xml_sha256=result.domain_xml_sha256,
+        created=created,
+        window=result.window,
+        disks=result.disks,
+        skipped=result.plan.skipped,
+    )
+    store.write_json(staging / store.MANIFEST, document)
+    faults.point("publishing")
+    return store.publish(staging)
 
 
 def backup(
