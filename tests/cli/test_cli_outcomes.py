@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from clikit import Main, one_line_error
+from clikit import VMSNAP, Main, one_line_error
 from goldenkit import GUEST_RESULTS
 
 from vmsnap import backup, retention
@@ -120,3 +122,29 @@ def test_backups_json_gives_each_guest_its_newest_good_backups_age(main: Main, d
     assert guest["backups"][0]["age_seconds"] is not None  # the bad one's own age
     assert guest["newest_good"] == "20261101T020000Z"
     assert guest["newest_good_age_seconds"] == guest["backups"][1]["age_seconds"]
+
+
+# ---------------------------------------------------------------- a closed pipe
+
+
+def closed_pipe(*args: str) -> tuple[int, bytes]:
+    """Run vmsnap with its stdout a pipe nobody reads (``vmsnap ... | head``)."""
+    proc = subprocess.Popen([VMSNAP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read()
+    return proc.wait(timeout=60), err
+
+
+def test_a_closed_stdout_pipe_is_a_quiet_141(uri: str) -> None:
+    code, err = closed_pipe("list", "--connect", uri, "--json")
+    assert (code, err) == (128 + signal.SIGPIPE, b"")
+
+
+def test_image_dump_into_a_closed_pipe_is_a_quiet_141(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3 << 20))
+    code, err = closed_pipe("image", "dump", "--no-progress", str(src), "-")
+    assert (code, err) == (141, b"")  # was 9 and "cannot write -: Broken pipe"
