@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from clikit import VMSNAP, Main, one_line_error
+from clikit import VMSNAP, Main, one_line_error, vmsnap
 from goldenkit import GUEST_RESULTS
+from test_cli_manpage import COMMANDS
 
 from vmsnap import backup, retention
 from vmsnap.errors import ExitCode
@@ -148,3 +150,34 @@ def test_image_dump_into_a_closed_pipe_is_a_quiet_141(tmp_path: Path) -> None:
     src.write_bytes(os.urandom(3 << 20))
     code, err = closed_pipe("image", "dump", "--no-progress", str(src), "-")
     assert (code, err) == (141, b"")  # was 9 and "cannot write -: Broken pipe"
+
+
+# ---------------------------------------------------------------- help and parser words
+
+PYTHON_TYPES = re.compile(r"<(list\[|str>|int|float|path>|Path)|\{[a-zA-Z_]+\}|\[default: 0\]")
+
+
+@pytest.mark.parametrize("name", [n for n, _c in COMMANDS] + [""])
+def test_help_shows_no_python_types(main: Main, name: str) -> None:
+    code, out, _err = main(*name.split(), "--help")
+    assert code == 0
+    assert not PYTHON_TYPES.search(out), PYTHON_TYPES.findall(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["backup", "--level", "0", "x"], "Invalid value for '--level': must be 1 or more"),
+        (["backup", "--level", "20", "x"], "Invalid value for '--level': must be 19 or less"),
+        (["backup", "--level", "x", "x"], "Invalid value for '--level': not a whole number"),
+        (["checkpoint", "watch", "--threshold", "x"], "'--threshold': not a number"),
+        (["backup", "--quiesce", "bad", "x"], "'--quiesce': 'bad' is not one of 'auto', "),
+    ],
+)
+def test_parser_errors_are_plain_words(args: list[str], words: str) -> None:
+    run = vmsnap(*args)
+    assert run.returncode == ExitCode.USAGE
+    err = run.stderr.decode()
+    assert words in err
+    assert "Input should" not in err
+    assert "Value error" not in err

@@ -30,6 +30,7 @@ from vmsnap.cli import (
     cmd_restore,
     jsondoc,
 )
+from vmsnap.cli.params import Command
 from vmsnap.cli.session import Session
 from vmsnap.console import close_log_file, setup_logging, to_log_file
 from vmsnap.errors import EXIT_MEANINGS, ExitCode, Interrupted, VmsnapError
@@ -106,7 +107,7 @@ def _pipe_guarded(function: Callable[..., None]) -> Callable[..., None]:
 
 
 for _group, _name, _function in COMMANDS:
-    _group.command(_name, epilog=EXIT_STATUS)(_pipe_guarded(_function))
+    _group.command(_name, epilog=EXIT_STATUS, cls=Command)(_pipe_guarded(_function))
 app.add_typer(image_app, name="image")
 app.add_typer(checkpoint_app, name="checkpoint")
 
@@ -150,7 +151,8 @@ def _root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output.")
+        int,
+        typer.Option("--verbose", "-v", count=True, show_default=False, help="More log output."),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
     version: Annotated[  # noqa: ARG001 - handled by its eager callback

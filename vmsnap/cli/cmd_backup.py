@@ -67,7 +67,7 @@ ExcludeOpt = Annotated[
     typer.Option("--exclude", metavar="DOMAIN:TARGET", help="Leave a disk out (repeatable)."),
 ]
 LevelOpt = Annotated[
-    int | None, typer.Option("--level", min=1, max=19, help="zstd level (default: 3).")
+    int | None, typer.Option("--level", metavar="N", min=1, max=19, help="zstd level (default: 3).")
 ]
 PoolLimitOpt = Annotated[
     float | None,

@@ -29,7 +29,8 @@ ToOpt = Annotated[
     str | None, typer.Option("--to", metavar="/dev/VG/LV", help="Onto this existing LV.")
 ]
 NameOpt = Annotated[
-    str | None, typer.Option("--name", help="Name of the new LV (default: <LV>-restored).")
+    str | None,
+    typer.Option("--name", metavar="NAME", help="Name of the new LV (default: <LV>-restored)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the data on an existing LV.")]
 
@@ -39,7 +40,9 @@ def restore_cmd(
     backup_dir: BackupArg,
     disk: DiskOpt = None,
     to: ToOpt = None,
-    vg: Annotated[str | None, typer.Option("--vg", help="Onto new LVs in this VG.")] = None,
+    vg: Annotated[
+        str | None, typer.Option("--vg", metavar="VG", help="Onto new LVs in this VG.")
+    ] = None,
     name: NameOpt = None,
     thin_pool: ThinPoolOpt = None,
     force: ForceOpt = False,
@@ -70,10 +73,13 @@ def restore_cmd(
         print(f"{d.target}: restored onto {d.path} ({how}), {size}, chunk sha256 {d.chunk_sha256}")
 
 
-SourceArg = Annotated[str, typer.Argument(help="A backup folder, or a template guest's name.")]
+SourceArg = Annotated[
+    str, typer.Argument(metavar="SOURCE", help="A backup folder, or a template guest's name.")
+]
 NewNameArg = Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new guest's name.")]
 VgOpt = Annotated[
-    str | None, typer.Option("--vg", help="VG for the new LVs (default: the source's).")
+    str | None,
+    typer.Option("--vg", metavar="VG", help="VG for the new LVs (default: the source's)."),
 ]
 QuiesceCloneOpt = Annotated[
     QuiesceMode, typer.Option("--quiesce", help="For a live template, as in backup.")
