@@ -16,8 +16,9 @@ from clikit import VMSNAP, Main, one_line_error, vmsnap
 from goldenkit import GUEST_RESULTS
 from test_cli_manpage import COMMANDS
 
-from vmsnap import backup, retention
-from vmsnap.errors import ExitCode
+from vmsnap import backup, image, retention
+from vmsnap.errors import ExitCode, IntegrityError, TruncatedError
+from vmsnap.image import StreamStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import flip_bit, make_backup
@@ -181,3 +182,29 @@ def test_parser_errors_are_plain_words(args: list[str], words: str) -> None:
     assert words in err
     assert "Input should" not in err
     assert "Value error" not in err
+
+
+# ---------------------------------------------------------------- hints that fit
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_clone_of_a_template_with_a_non_lv_disk_suggests_no_exclude(main: Main, uri: str) -> None:
+    code, _out, err = main("clone", "web01", "web09", "-c", uri)
+    assert code == ExitCode.UNSUPPORTED_DISK
+    line = one_line_error(err)
+    assert "--exclude" not in line  # clone has no --exclude
+    assert "each must be an LV" in line
+
+
+def test_backup_without_guests_or_all_does_not_say_not_both(main: Main, dest: Path) -> None:
+    code, _out, err = main("backup", "--dest", str(dest))
+    assert code == ExitCode.USAGE
+    assert one_line_error(err) == "vmsnap: error: name the guests to back up, or pass --all"
+
+
+def test_an_image_too_long_is_not_called_truncated() -> None:
+    stats = StreamStats(size=200, chunk_sha256="", compressed_size=1)
+    with pytest.raises(IntegrityError, match=r"200 bytes, 100 expected \(too long\)$"):
+        image.check(stats, expected_size=100, expected_digest=None)
+    with pytest.raises(TruncatedError, match=r"\(truncated\?\)$"):
+        image.check(stats, expected_size=300, expected_digest=None)

@@ -112,8 +112,10 @@ def backup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Snapshot each guest's LVs in one short quiesce window, then stream them as zstd images."""
-    if bool(domains) == all_guests:
-        raise UsageError("name the guests to back up, or pass --all (not both)")
+    if domains and all_guests:
+        raise UsageError("name the guests to back up or pass --all, not both")
+    if not domains and not all_guests:
+        raise UsageError("name the guests to back up, or pass --all")
     session = Session.of(ctx)
     cfg = session.config()
     policy = session.configured_policy() if prune else None

@@ -17,8 +17,9 @@ from vmsnap.cli.options import (
     ThinPoolOpt,
 )
 from vmsnap.cli.session import Session
-from vmsnap.errors import UsageError
+from vmsnap.errors import UnsupportedDiskError, UsageError
 from vmsnap.models import QuiesceMode, SizeSpec, human_size
+from vmsnap.progress import Progress
 
 BackupArg = Annotated[Path, typer.Argument(metavar="BACKUP", help="A backup folder.")]
 DiskOpt = Annotated[
@@ -123,13 +124,25 @@ def clone_cmd(
         hooks=session.hooks(),
     )
     with virt.connection(session.uri(connect)) as conn:
-        result = clone.clone(conn, settings, session.progress(progress))
+        result = _clone(conn, settings, session.progress(progress))
     if xml_path is not None:
         store.write_file(xml_path, (result.xml + "\n").encode())  # 0600: it may hold secrets
     if as_json:
         jsondoc.emit(jsondoc.clone_result(result, xml_path))
     else:
         _print_clone(result, xml_path)
+
+
+def _clone(
+    conn: virt.Connection, settings: clone.CloneSettings, bar: Progress
+) -> clone.CloneResult:
+    """clone.clone, with the hint clone can give: it has no --exclude (the
+    snapshot engine's hint is backup's)."""
+    try:
+        return clone.clone(conn, settings, bar)
+    except UnsupportedDiskError as exc:
+        exc.hint = "clone copies every disk of a template: each must be an LV"
+        raise
 
 
 def _print_clone(result: clone.CloneResult, xml_path: Path | None) -> None:
