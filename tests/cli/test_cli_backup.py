@@ -222,7 +222,9 @@ def test_exclude_guest_of_an_unknown_guest_is_a_usage_error(
     main: Main, uri: str, dest: Path
 ) -> None:
     code, doc, err = backup_all(main, uri, dest, "--exclude-guest", "webo1")
-    assert (code, doc) == (ExitCode.USAGE, [])
+    assert code == ExitCode.USAGE
+    assert doc["message_type"] == "exit_error"
+    assert doc["exit_code"] == ExitCode.USAGE
     assert "--exclude-guest names no guest libvirt knows: webo1" in one_line_error(err)
 
 

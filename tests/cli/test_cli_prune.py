@@ -103,9 +103,16 @@ def test_prune_unknown_guest_is_not_found(main: Main, dest: Path) -> None:
     assert "no backups of web99" in one_line_error(err)
 
 
-def test_prune_missing_dest_is_not_found(main: Main, tmp_path: Path) -> None:
-    code, _out, _err = main("prune", "--dest", str(tmp_path / "nope"), "--keep-last", "1")
-    assert code == ExitCode.NOT_FOUND
+@pytest.mark.parametrize("command", [["prune", "--keep-last", "1"], ["backups"]])
+def test_a_missing_dest_is_a_destination_error(
+    main: Main, tmp_path: Path, command: list[str]
+) -> None:
+    """The same status as backup's (9), not 3."""
+    code, _out, err = main(*command, "--dest", str(tmp_path / "nope"))
+    assert code == ExitCode.DESTINATION
+    assert one_line_error(err) == (
+        f"vmsnap: error: destination {tmp_path / 'nope'} does not exist (create it first)"
+    )
 
 
 def test_prune_waits_for_the_run_lock(

@@ -78,7 +78,7 @@ ExcludeGuestOpt = Annotated[
     ),
 ]
 LevelOpt = Annotated[
-    int | None, typer.Option("--level", min=1, max=19, help="zstd level (default: 3).")
+    int | None, typer.Option("--level", metavar="N", min=1, max=19, help="zstd level (default: 3).")
 ]
 PoolLimitOpt = Annotated[
     float | None,
@@ -124,8 +124,10 @@ def backup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Snapshot each guest's LVs in one short quiesce window, then stream them as zstd images."""
-    if bool(domains) == all_guests:
-        raise UsageError("name the guests to back up, or pass --all (not both)")
+    if domains and all_guests:
+        raise UsageError("name the guests to back up or pass --all, not both")
+    if not domains and not all_guests:
+        raise UsageError("name the guests to back up, or pass --all")
     if exclude_guest and not all_guests:
         raise UsageError("--exclude-guest goes with --all: name the guests to back up instead")
     session = Session.of(ctx)

@@ -71,7 +71,9 @@ def _warn_fill(cp: checkpoint.Checkpoint) -> None:
 
 LabelOpt = Annotated[
     str | None,
-    typer.Option("--label", help="Name of the checkpoint (default: the UTC time)."),
+    typer.Option(
+        "--label", metavar="LABEL", help="Name of the checkpoint (default: the UTC time)."
+    ),
 ]
 ExpireOpt = Annotated[
     str | None,
