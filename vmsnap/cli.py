@@ -884,7 +884,12 @@ def image_load(
     image_path: Annotated[str, typer.Argument(metavar="IMAGE", help="zstd image; - for stdin.")],
     target: Annotated[str, typer.Argument(help="Block device or file to write; - for stdout.")],
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing regular file.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Write onto an existing TARGET: a file is replaced once the new one is "
+            "complete, a block device is overwritten in place.",
+        ),
     ] = False,
     progress: Annotated[bool | None, typer.Option("--progress/--no-progress")] = None,
     as_json: JsonOpt = False,
