@@ -283,7 +283,10 @@ def wait_for_writing(proc: subprocess.Popen[bytes], folder: Path) -> Path:
         if written:
             return written[0]
         assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the dump never started writing"
+        if time.monotonic() >= deadline:
+            proc.kill()  # not left running after the test
+            proc.communicate()
+            pytest.fail("vmsnap never started writing")
         time.sleep(0.02)
 
 
