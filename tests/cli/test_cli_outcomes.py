@@ -9,14 +9,18 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import typer.main
 from clikit import VMSNAP, Main, one_line_error, vmsnap
 from goldenkit import GUEST_RESULTS
 from test_cli_manpage import COMMANDS
 
-from vmsnap import backup, image, retention
+from vmsnap import backup, image, lock, retention
+from vmsnap.cli import app
+from vmsnap.cli.params import hoist_globals
 from vmsnap.errors import ExitCode, IntegrityError, TruncatedError
 from vmsnap.image import StreamStats
 
@@ -208,3 +212,65 @@ def test_an_image_too_long_is_not_called_truncated() -> None:
         image.check(stats, expected_size=100, expected_digest=None)
     with pytest.raises(TruncatedError, match=r"\(truncated\?\)$"):
         image.check(stats, expected_size=300, expected_digest=None)
+
+
+# ---------------------------------------------------------------- the lock wait
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_the_lock_wait_is_settable(
+    main: Main, dest: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    args = ["--lock-wait", "0.3"] if how == "option" else []
+    if how == "environment":
+        monkeypatch.setenv("VMSNAP_LOCK_WAIT", "0.3")
+    started = time.monotonic()
+    with lock.run_lock(wait=0):
+        code, _out, err = main(*args, "prune", "--dest", str(dest), "--keep-last", "1")
+    assert code == ExitCode.LOCKED
+    assert time.monotonic() - started < 10  # not the default 60 s
+    assert "(waited 0 s)" in err
+    assert f"pid {os.getpid()}" in err
+
+
+def test_a_bad_lock_wait_in_the_environment_is_a_usage_error(
+    main: Main, dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMSNAP_LOCK_WAIT", "soon")
+    code, _out, err = main("backups", "--dest", str(dest))
+    assert code == ExitCode.USAGE
+    assert "VMSNAP_LOCK_WAIT" in one_line_error(err)
+
+
+# ---------------------------------------------------------------- global options anywhere
+
+
+def test_global_options_after_the_subcommand(main: Main, dest: Path, tmp_path: Path) -> None:
+    log = tmp_path / "vmsnap.log"
+    code, out, err = main("backups", "--dest", str(dest), "-q", "--log-file", str(log))
+    assert (code, err) == (0, "")
+    assert out.startswith("GUEST")
+    assert "started: vmsnap backups" in log.read_text()
+
+
+def test_debug_after_the_subcommand_adds_the_traceback(main: Main, uri: str) -> None:
+    code, _out, err = main("list", "nosuch", "--connect", uri, "--debug")
+    assert code == ExitCode.NOT_FOUND
+    assert "Traceback" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "hoisted"),
+    [
+        (["list", "-vv", "x"], ["-vv", "list", "x"]),
+        (["-q", "image", "dump", "--config=f", "a", "b"],
+         ["-q", "--config=f", "image", "dump", "a", "b"]),
+        (["--config", "f", "prune", "--log-file", "l", "-c", "u"],
+         ["--config", "f", "--log-file", "l", "prune", "-c", "u"]),
+        (["restore", "b", "--", "-q"], ["restore", "b", "--", "-q"]),
+        (["--debug"], ["--debug"]),
+    ],
+)  # fmt: skip
+def test_hoist_globals(argv: list[str], hoisted: list[str]) -> None:
+    root = typer.main.get_command(app)
+    assert hoist_globals(argv, root.params) == hoisted

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -125,7 +126,9 @@ def test_prune_waits_for_the_run_lock(
     with lock.run_lock(wait=0.3):  # a backup is running: its .partial is being written
         code, _out, err = main("prune", "--dest", str(dest), "--keep-last", "1")
     assert code == ExitCode.LOCKED
-    assert "another vmsnap run holds" in one_line_error(err)
+    waiting, error = err.splitlines()  # the wait says who holds the lock, then the error
+    assert f"held by pid {os.getpid()}" in waiting
+    assert f"another vmsnap run (pid {os.getpid()}) holds" in one_line_error(error)
     assert present(dest) == STAMPS
 
 

@@ -3,6 +3,7 @@ own exit status, and nothing is touched."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -97,7 +98,9 @@ def test_restore_waits_for_the_run_lock(
     with lock.run_lock(wait=0.3):
         code, _out, err = main("restore", str(folder), "--vg", "vg0")
     assert code == ExitCode.LOCKED
-    assert "another vmsnap run holds" in one_line_error(err)
+    waiting, error = err.splitlines()  # the wait says who holds the lock, then the error
+    assert f"held by pid {os.getpid()}" in waiting
+    assert f"another vmsnap run (pid {os.getpid()}) holds" in one_line_error(error)
 
 
 def test_verify_never_follows_a_link_inside_the_destination(main: Main, tmp_path: Path) -> None:

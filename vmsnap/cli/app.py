@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vmsnap import __version__
+from vmsnap import __version__, lock
 from vmsnap.cli import (
     cmd_backup,
     cmd_checkpoint,
@@ -30,7 +30,7 @@ from vmsnap.cli import (
     cmd_restore,
     jsondoc,
 )
-from vmsnap.cli.params import Command
+from vmsnap.cli.params import Command, hoist_globals
 from vmsnap.cli.session import Session
 from vmsnap.console import close_log_file, setup_logging, to_log_file
 from vmsnap.errors import EXIT_MEANINGS, ExitCode, Interrupted, VmsnapError
@@ -136,6 +136,15 @@ ConfigOpt = Annotated[
         "if it exists).",
     ),
 ]
+LockWaitOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lock-wait",
+        metavar="SECONDS",
+        min=0,
+        help="How long to wait for another run's lock (default: $VMSNAP_LOCK_WAIT, else 60).",
+    ),
+]
 LogFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -167,8 +176,10 @@ def _root(
     hooks_dir: HooksDirOpt = None,
     config_file: ConfigOpt = None,
     log_file: LogFileOpt = None,
+    lock_wait: LockWaitOpt = None,
 ) -> None:
     session = Session.of(ctx)
+    lock.set_wait(session.lock_wait(lock_wait))
     session.debug = debug
     session.quiet = quiet
     session.hooks_dir = hooks_dir
@@ -209,7 +220,9 @@ def _run(argv: list[str], session: Session) -> int:
 def _invoke(argv: list[str], session: Session) -> int:
     """The command's exit status: its own, or its error's."""
     try:
-        app(args=argv, prog_name="vmsnap", obj=session)  # usage errors exit 2 by themselves
+        command = typer.main.get_command(app)
+        args = hoist_globals(argv, command.params)
+        command(args=args, prog_name="vmsnap", obj=session)  # usage errors exit 2 by themselves
     except SystemExit as exc:
         return _status(exc.code)
     except Interrupted as exc:

@@ -69,12 +69,6 @@ def _warn_fill(cp: checkpoint.Checkpoint) -> None:
             )
 
 
-LabelOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--label", metavar="LABEL", help="Name of the checkpoint (default: the UTC time)."
-    ),
-]
 ExpireOpt = Annotated[
     str | None,
     typer.Option(
@@ -86,7 +80,12 @@ ExpireOpt = Annotated[
 def checkpoint_create(
     ctx: typer.Context,
     domain: DomainArg,
-    label: LabelOpt = None,
+    label: Annotated[
+        str | None,
+        typer.Option(
+            "--label", metavar="LABEL", help="Name of the checkpoint (default: the UTC time)."
+        ),
+    ] = None,
     snapshot_size: SnapshotSizeOpt = None,
     quiesce: QuiesceOpt = QuiesceMode.AUTO,
     expire: ExpireOpt = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from vmsnap.cli.core import imagecmd
 from vmsnap.cli.options import JsonOpt, ProgressOpt
 from vmsnap.cli.session import Session
 from vmsnap.models import human_size
+from vmsnap.progress import Progress
 
 log = logging.getLogger("vmsnap")
 
@@ -29,9 +31,13 @@ def image_dump(
     as_json: JsonOpt = False,
 ) -> None:
     """Write SOURCE as a zstd image (zstd -dc gives the exact bytes back)."""
-    bar = _session(ctx, to_stdout=output == "-").progress(progress)
-    stats = imagecmd.dump(source, output, level=level, progress=bar)
-    _report_stats(stats, as_json, to_stdout=output == "-")
+    _stream(
+        ctx,
+        output,
+        progress,
+        as_json,
+        lambda bar: imagecmd.dump(source, output, level=level, progress=bar),
+    )
 
 
 def image_load(
@@ -52,16 +58,26 @@ def image_load(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the bytes of a zstd IMAGE onto TARGET, checking the stream on the way."""
-    bar = _session(ctx, to_stdout=target == "-").progress(progress)
-    stats = imagecmd.load(image_path, target, force=force, progress=bar)
-    _report_stats(stats, as_json, to_stdout=target == "-")
+
+    def run(bar: Progress) -> imagecmd.StreamStats:
+        return imagecmd.load(image_path, target, force=force, progress=bar)
+
+    _stream(ctx, target, progress, as_json, run)
 
 
-def _session(ctx: typer.Context, *, to_stdout: bool) -> Session:
-    """The session; stdout that carries the data gets no JSON, not even an error's."""
+def _stream(
+    ctx: typer.Context,
+    written: str,
+    progress: bool | None,
+    as_json: bool,
+    run: Callable[[Progress], imagecmd.StreamStats],
+) -> None:
+    """Run a dump or load; stdout that carries the data (``written`` is -) gets
+    no JSON, not even an error's."""
     session = Session.of(ctx)
+    to_stdout = written == "-"
     session.json = session.json and not to_stdout
-    return session
+    _report_stats(run(session.progress(progress)), as_json, to_stdout=to_stdout)
 
 
 def _report_stats(stats: imagecmd.StreamStats, as_json: bool, *, to_stdout: bool) -> None:

@@ -73,3 +73,36 @@ class Command(TyperCommand):
                 param.__class__ = _Argument
             elif type(param) is TyperOption:
                 param.__class__ = _Option
+
+
+def hoist_globals(argv: list[str], params: list[Any]) -> list[str]:
+    """Global options given after the subcommand, moved in front of it (click
+    reads a group's options only there): ``vmsnap backup --all -q`` is
+    ``vmsnap -q backup --all``.  Nothing after ``--`` moves."""
+    flags = {o for p in params if p.is_flag or p.count for o in (*p.opts, *p.secondary_opts)}
+    valued = {o for p in params if not (p.is_flag or p.count) for o in p.opts}
+    flags.discard("--version")
+    at = 0
+    while at < len(argv) and argv[at].startswith("-"):
+        at += 2 if argv[at] in valued else 1
+    if at >= len(argv):
+        return argv
+    moved, kept = [], []
+    rest = iter(argv[at + 1 :])
+    for word in rest:
+        if word == "--":
+            kept += [word, *rest]
+        elif word in flags or _cluster(word, flags) or word.split("=", 1)[0] in valued:
+            moved.append(word)
+            if word in valued:
+                moved.append(next(rest, ""))
+        else:
+            kept.append(word)
+    return [*argv[:at], *moved, argv[at], *kept]
+
+
+def _cluster(word: str, flags: set[str]) -> bool:
+    """``-vq``, ``-vv``: short global flags run together."""
+    return re.fullmatch(r"-[a-zA-Z]{2,}", word) is not None and all(
+        f"-{c}" in flags for c in word[1:]
+    )

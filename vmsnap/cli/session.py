@@ -69,6 +69,17 @@ class Session:
             chosen = self.config().hooks_dir
         return Hooks.from_environment(chosen)
 
+    @staticmethod
+    def lock_wait(option: float | None) -> float | None:
+        """--lock-wait, else $VMSNAP_LOCK_WAIT, else None (the lock's own default)."""
+        if option is not None:
+            return option
+        text = os.environ.get("VMSNAP_LOCK_WAIT", "").strip()
+        try:
+            return float(text) if text else None
+        except ValueError:
+            raise UsageError(f"VMSNAP_LOCK_WAIT={text!r}: not a number of seconds") from None
+
     def progress(self, flag: bool | None) -> Progress:
         """-q silences progress unless --progress asks for it."""
         return make_progress(False if self.quiet and flag is None else flag)
