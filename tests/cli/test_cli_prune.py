@@ -102,9 +102,16 @@ def test_prune_unknown_guest_is_not_found(main: Main, dest: Path) -> None:
     assert "no backups of web99" in one_line_error(err)
 
 
-def test_prune_missing_dest_is_not_found(main: Main, tmp_path: Path) -> None:
-    code, _out, _err = main("prune", "--dest", str(tmp_path / "nope"), "--keep-last", "1")
-    assert code == ExitCode.NOT_FOUND
+@pytest.mark.parametrize("command", [["prune", "--keep-last", "1"], ["backups"]])
+def test_a_missing_dest_is_a_destination_error(
+    main: Main, tmp_path: Path, command: list[str]
+) -> None:
+    """The same status as backup's (9), not 3."""
+    code, _out, err = main(*command, "--dest", str(tmp_path / "nope"))
+    assert code == ExitCode.DESTINATION
+    assert one_line_error(err) == (
+        f"vmsnap: error: destination {tmp_path / 'nope'} does not exist (create it first)"
+    )
 
 
 def test_prune_waits_for_the_run_lock(
@@ -246,7 +253,8 @@ def test_log_file_gets_timestamped_lines_even_with_quiet(main: Main, tmp_path: P
     assert code == ExitCode.USAGE
     lines = log.read_text().splitlines()
     assert lines[0] == "old line"  # appended
-    assert any(" vmsnap INFO: started: vmsnap prune" in line for line in lines)
+    started = f" vmsnap INFO: started: vmsnap -q --log-file {log} prune --dest {tmp_path / 'x'}"
+    assert any(line.endswith(started) for line in lines)
     assert any(" vmsnap ERROR: no retention policy" in line for line in lines)
     assert lines[-1].endswith(" vmsnap INFO: exit status 2")
     assert all(line[:4].isdigit() for line in lines[1:])
