@@ -188,7 +188,7 @@ def table(jobs: list[Job], goals: dict[tuple[str, str], tuple[float, str]]) -> s
 def scratch(data: Path, need: int) -> Path:
     shm = Path("/dev/shm")
     if shm.is_dir() and shutil.disk_usage(shm).free > need + (1 << 30):
-        out = shm / "vmsnap-bench"
+        out = shm / f"vmsnap-bench-{os.getpid()}"  # two runs at once must not collide
     else:
         out = data / "out"
     out.mkdir(parents=True, exist_ok=True)
