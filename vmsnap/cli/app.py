@@ -16,7 +16,15 @@ from typing import Annotated, Any
 import typer
 
 from vmsnap import __version__
-from vmsnap.cli import cmd_backup, cmd_checkpoint, cmd_dest, cmd_image, cmd_list, cmd_restore
+from vmsnap.cli import (
+    cmd_backup,
+    cmd_checkpoint,
+    cmd_dest,
+    cmd_image,
+    cmd_list,
+    cmd_repo,
+    cmd_restore,
+)
 from vmsnap.cli.session import Session
 from vmsnap.console import close_log_file, setup_logging, to_log_file
 from vmsnap.errors import ExitCode, Interrupted, VmsnapError
@@ -38,6 +46,8 @@ EXIT STATUS
   11   another vmsnap run holds the lock
   12   something left behind (a snapshot, a paused or frozen guest)
   13   a hook vetoed, failed, timed out or was refused as unsafe
+  15   not a repository (no config: run vmsnap init --dest)
+  16   a repository of a newer format version
   70   internal error (a bug: please report it, with --debug output)
  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM"""
 
@@ -71,8 +81,11 @@ COMMANDS: tuple[tuple[typer.Typer, str, Callable[..., None]], ...] = (
     (app, "backups", cmd_dest.backups_cmd),
     (app, "restore", cmd_restore.restore_cmd),
     (app, "clone", cmd_restore.clone_cmd),
+    (app, "init", cmd_repo.init_cmd),
+    (app, "export", cmd_repo.export_cmd),
     (image_app, "dump", cmd_image.image_dump),
     (image_app, "load", cmd_image.image_load),
+    (image_app, "store", cmd_repo.image_store),
     (checkpoint_app, "create", cmd_checkpoint.checkpoint_create),
     (checkpoint_app, "list", cmd_checkpoint.checkpoint_list),
     (checkpoint_app, "rollback", cmd_checkpoint.checkpoint_rollback),

@@ -19,6 +19,7 @@ __all__ = [
     "clone",
     "discover",
     "imagecmd",
+    "repo_jobs",
     "restore",
     "retention",
     "store",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
         verify,
         virt,
     )
+    from vmsnap.repo import jobs as repo_jobs
 else:  # a module object at once; its code runs on first attribute access
     for _name in __all__:
-        globals()[_name] = lazy(f"vmsnap.{_name}")
+        globals()[_name] = lazy(f"vmsnap.{_name}".replace("_", "."))
