@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,9 @@ from clikit import VMSNAP, Main, one_line_error
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
 from labkit import stopped
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
+from backupkit import random_bytes
 
 from vmsnap import manifest as sealed
 from vmsnap.digest import CHUNK
@@ -350,3 +354,37 @@ def test_export_refuses_a_terminal(repo: Path, tmp_path: Path) -> None:
         os.close(controller)
     assert run.returncode == ExitCode.USAGE
     assert re.search("terminal", one_line_error(run.stderr))
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 6 MiB tmpfs (root only): a disk that fills up."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    run = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if run.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {run.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_during_a_chunk_write_is_exit_9_and_leaves_no_backup(
+    main: Main, small_fs: Path, tmp_path: Path
+) -> None:
+    repo = small_fs / "repo"
+    assert main("init", "--dest", str(repo))[0] == 0
+    src = tmp_path / "random.raw"
+    src.write_bytes(random_bytes(3 * CHUNK))  # incompressible: 12 MiB will not fit in 6
+    code, _out, err = main("-q", "image", "store", str(src), "--dest", str(repo), "--name", "r")
+    assert code == ExitCode.DESTINATION == 9
+    assert "full" in one_line_error(err)
+    assert manifests(repo) == []
+    assert [p.name for p in repo.rglob(".*")] == []  # no temporary object left
+    for path in chunk_files(repo):
+        assert len(unzstd(path)) == CHUNK

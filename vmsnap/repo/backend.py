@@ -64,8 +64,14 @@ class LocalBackend:
         self._folders(path.parent)
         temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}{TEMP_SUFFIX}")
         try:
-            store.write_file(temp, data)  # 0600, O_EXCL, fsynced
+            with os.fdopen(store.open_new(temp), "wb") as out:  # 0600, O_EXCL
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
             os.rename(temp, path)
+        except OSError as exc:  # a full disk names the object, not its temporary name
+            temp.unlink(missing_ok=True)
+            raise store.destination_error(exc, path) from exc
         except BaseException:
             temp.unlink(missing_ok=True)
             raise

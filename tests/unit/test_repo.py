@@ -1,0 +1,171 @@
+"""The chunk repository's modules on real files: the local backend, object
+names, the strict format 3 manifest reader, the chunk index, and the path
+restore will take (the reader's frames through vmsnap.image.decompress)."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from backupkit import random_bytes
+from unitkit import chunk_sha256
+
+from vmsnap import image
+from vmsnap import manifest as sealed
+from vmsnap.digest import CHUNK
+from vmsnap.errors import IntegrityError, NotARepositoryError
+from vmsnap.repo import layout, reader
+from vmsnap.repo import manifest as rmanifest
+from vmsnap.repo.backend import LocalBackend, ObjectMissing
+from vmsnap.repo.index import open_index
+from vmsnap.repo.repository import Repository, init_local, open_local
+from vmsnap.repo.writer import store_volume
+
+ID = "ab" + "0" * 62
+
+
+@pytest.fixture(autouse=True)
+def cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("VMSNAP_CACHE_DIR", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repository:
+    return init_local(tmp_path / "repo")
+
+
+# ---------------------------------------------------------------- backend, names
+
+
+def test_local_backend_objects(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path)
+    backend.put("a/b/c", b"one")
+    backend.put("a/b/c", b"two")  # atomic replace
+    backend.put("a/d", b"")
+    assert backend.get("a/b/c") == b"two"
+    assert backend.exists("a/d")
+    assert not backend.exists("a/x")
+    (tmp_path / "a" / ".c.1234.tmp").write_bytes(b"half")  # a writer killed mid-put
+    assert sorted(backend.list("a/")) == ["a/b/c", "a/d"]
+    assert list(backend.list("a/b/")) == ["a/b/c"]
+    assert list(backend.list("none/")) == []
+    assert stat.S_IMODE((tmp_path / "a" / "b" / "c").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    backend.delete("a/d")
+    backend.delete("a/d")  # gone already: fine
+    with pytest.raises(ObjectMissing):
+        backend.get("a/d")
+
+
+@pytest.mark.parametrize("name", ["../x", "a/../b", "/abs", "a//b", ".hidden", "a/.tmp", ""])
+def test_object_names_cannot_climb_or_hide(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="not an object name"):
+        LocalBackend(tmp_path).put(name, b"x")
+
+
+def test_chunk_names() -> None:
+    name = layout.chunk_name(ID)
+    assert name == f"chunks/ab/{ID}.zst"
+    assert layout.chunk_of(name) == ID
+    assert layout.chunk_of(f"chunks/cd/{ID}.zst") is None  # in the wrong folder
+    assert layout.chunk_of("chunks/ab/x.zst") is None
+    for bad in ("../../etc/passwd", ID.upper(), ID[:-1]):
+        with pytest.raises(IntegrityError):
+            layout.chunk_name(bad)
+
+
+def test_open_refuses_what_is_not_a_repository(tmp_path: Path) -> None:
+    (tmp_path / "config").write_text('{"format": "something else"}')
+    with pytest.raises(NotARepositoryError, match="not a vmsnap repository config"):
+        open_local(tmp_path)
+    (tmp_path / "config").write_bytes(b"\xff")
+    with pytest.raises(NotARepositoryError):
+        open_local(tmp_path)
+
+
+# ---------------------------------------------------------------- manifest
+
+
+def manifest_bytes(**disk: object) -> bytes:
+    chunks = (ID, "cd" + "1" * 62)
+    base = rmanifest.RepoDisk("vda", CHUNK + 5, rmanifest.volume_digest(chunks), chunks)
+    m = rmanifest.new("web01", "guest", (base,))
+    doc = json.loads(rmanifest.to_bytes(m))
+    doc["disks"][0].update(disk)
+    return json.dumps(sealed.seal(doc)).encode()
+
+
+def test_manifest_round_trip() -> None:
+    m = rmanifest.parse(manifest_bytes(), "m")
+    assert (m.name, m.kind, m.disk(None).target, m.disk("vda").size) == (
+        "web01",
+        "guest",
+        "vda",
+        CHUNK + 5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"chunks": [ID]}, "1 chunks for"),
+        ({"size": 2 * CHUNK + 1}, "chunks for"),
+        ({"chunk_sha256": "0" * 64}, "does not match the list"),
+        ({"chunks": [ID, "../x"]}, "chunk ids"),
+        ({"chunks": "not a list"}, "chunk ids"),
+        ({"target": ""}, "empty"),
+        ({"size": -1}, "negative"),
+    ],
+)
+def test_manifest_reader_refuses(change: dict[str, object], message: str) -> None:
+    with pytest.raises(IntegrityError, match=message):
+        rmanifest.parse(manifest_bytes(**change), "m")
+
+
+def test_manifest_reader_refuses_an_edit_and_another_version() -> None:
+    doc = json.loads(manifest_bytes())
+    edited = {**doc, "name": "other"}
+    with pytest.raises(IntegrityError, match="seal"):
+        rmanifest.parse(json.dumps(edited).encode(), "m")
+    newer = sealed.seal({**doc, "format_version": 4})
+    with pytest.raises(IntegrityError, match="format_version 4"):
+        rmanifest.parse(json.dumps(newer).encode(), "m")
+
+
+# ---------------------------------------------------------------- writer, reader, index
+
+
+def test_store_from_a_pipe_and_decode_through_the_image_engine(
+    repo: Repository, tmp_path: Path
+) -> None:
+    data = random_bytes(CHUNK + 1000) + bytes(2 * CHUNK) + b"end"
+    with open_index(repo) as index:
+        disk, counts = store_volume(repo, index, io.BytesIO(data), target="vda", size=len(data))
+    assert disk.chunk_sha256 == chunk_sha256(data)
+    assert (counts.read, counts.chunks) == (len(data), 4)
+    out = tmp_path / "restored.raw"
+    with out.open("wb") as sink:  # what restore and clone will do
+        stream = reader.StreamReader(reader.image_stream(repo, disk, where="b"))
+        stats = image.decompress(
+            stream, sink, expected_size=disk.size, expected_digest=disk.chunk_sha256
+        )
+    assert stats.size == len(data)
+    assert out.read_bytes() == data
+
+
+def test_the_index_lives_in_memory_without_a_cache_folder(
+    repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("VMSNAP_CACHE_DIR", str(blocker))
+    data = random_bytes(1000)
+    with open_index(repo) as index:
+        store_volume(repo, index, io.BytesIO(data), target="x")
+    with open_index(repo) as index:  # rebuilt from the listing
+        assert len(index) == 1
+        _disk, counts = store_volume(repo, index, io.BytesIO(data), target="x")
+    assert counts.new_chunks == 0
