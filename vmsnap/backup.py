@@ -17,11 +17,13 @@ from vmsnap import __version__, cleanup, faults, hooks, image, lvm, store
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
+    ExitCode,
     Interrupted,
     NoSpaceError,
     UnsupportedDiskError,
     UsageError,
     VmsnapError,
+    worst,
 )
 from vmsnap.guard import GuardSettings
 from vmsnap.hooks import Hooks, Scope
@@ -451,3 +453,12 @@ def _announce(scope: Scope, result: GuestResult) -> None:
         guest.run(hooks.BACKUP_END, VMSNAP_BACKUP_DIR=str(result.directory))
     else:
         guest.run(hooks.BACKUP_ABORT, VMSNAP_ERROR=str(result.error))
+
+
+def exit_code(results: list[GuestResult]) -> ExitCode:
+    """0 all good; 1 when some guests failed (12 if one left something behind);
+    when all failed, the worst of their errors (the first, between equals)."""
+    failed = [r.error.exit_code for r in results if r.error is not None]
+    if len(failed) < len(results):  # some guests were backed up
+        failed = [c if c == ExitCode.LEFT_BEHIND else ExitCode.PARTIAL for c in failed]
+    return worst(*failed)

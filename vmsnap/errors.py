@@ -33,6 +33,48 @@ class ExitCode(enum.IntEnum):
     INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 and SIGHUP 129 (128 + signal)
 
 
+EXIT_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.PARTIAL: "partial: some guests backed up, some failed",
+    ExitCode.USAGE: "usage error",
+    ExitCode.NOT_FOUND: "not found (guest, volume, file)",
+    ExitCode.UNSUPPORTED_DISK: "a disk that cannot be snapshotted (not an LV)",
+    ExitCode.NO_SPACE: "a volume group without room for the snapshots",
+    ExitCode.LVM: "LVM tools missing or an LVM command failed",
+    ExitCode.LIBVIRT: "libvirt connection or call failed",
+    ExitCode.QUIESCE: "the requested quiesce mode could not be applied",
+    ExitCode.DESTINATION: "destination missing, unwritable or full",
+    ExitCode.INTEGRITY: "integrity: data does not match its length or checksum",
+    ExitCode.LOCKED: "another vmsnap run holds the lock",
+    ExitCode.LEFT_BEHIND: "something left behind (a snapshot, a paused or frozen guest)",
+    ExitCode.HOOK: "a hook vetoed, failed, timed out or was refused as unsafe",
+    ExitCode.NOT_A_REPOSITORY: "not a repository (no config: run vmsnap init --dest)",
+    ExitCode.REPOSITORY_VERSION: "a repository of a newer format version",
+    ExitCode.INTERNAL: "internal error (a bug: please report it, with --debug output)",
+    ExitCode.INTERRUPTED: "interrupted by SIGHUP/SIGINT/SIGTERM",
+}
+"""What each status means: the EXIT STATUS section of every --help is made from
+this table (vmsnap(8) says the same; a test holds the three together)."""
+
+
+def _severity(code: int) -> int:
+    """Success, then partial, then an error, then something left behind, then a bug."""
+    if code in (ExitCode.OK, ExitCode.PARTIAL):
+        return int(code)
+    return {ExitCode.LEFT_BEHIND: 3, ExitCode.INTERNAL: 4}.get(ExitCode(code), 2)
+
+
+def worst(*codes: int) -> ExitCode:
+    """The exit status that sums up several outcomes (0 for none).
+
+    The most severe wins: an internal error (70) over something left behind
+    (12) over any other error over partial (1) over success; between two
+    errors of the same severity, the first given.
+    """
+    ranked = [ExitCode(c) for c in codes]
+    return max(ranked, key=_severity, default=ExitCode.OK)
+
+
 class VmsnapError(Exception):
     """Base class: a message for the user and the exit code it maps to."""
 

@@ -12,12 +12,13 @@ import enum
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from vmsnap import image, manifest, store
+from vmsnap import catalog, image, manifest, store
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError, TruncatedError
 from vmsnap.manifest import ManifestDisk
 from vmsnap.progress import Progress
@@ -245,8 +246,16 @@ def backup_folders(paths: Sequence[Path]) -> list[Path]:
 
 
 def verify_paths(paths: Sequence[Path], progress: Progress) -> list[BackupReport]:
-    """Verify every backup at ``paths`` (backup folders, guest folders, destinations)."""
-    return [verify_backup(folder, progress) for folder in backup_folders(paths)]
+    """Verify every backup at ``paths`` (backup folders, guest folders, destinations),
+    and record each result whose manifest could be read in the backup's
+    ``verified.json`` (what ``backups`` shows and ``prune`` counts) as it is known."""
+    reports = []
+    for folder in backup_folders(paths):
+        report = verify_backup(folder, progress)
+        if report.manifest_ok:
+            catalog.record_verified(report.directory, str(report.status), time.time())
+        reports.append(report)
+    return reports
 
 
 def exit_code(reports: Sequence[BackupReport]) -> ExitCode:

@@ -16,6 +16,7 @@ from clikit import Main
 from goldenkit import (
     CHECKPOINT,
     CLEANUP_REPORT,
+    CLEANUP_UNRESOLVED,
     CLONE_RESULT,
     GUEST_RESULTS,
     LVS_REPORT,
@@ -24,12 +25,14 @@ from goldenkit import (
 from test_cli_manpage import COMMANDS
 
 from vmsnap import backup, checkpoint, cleanup, clone, lvm, restore
+from vmsnap.cli import jsondoc
+from vmsnap.image import StreamStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import flip_bit, make_backup, random_bytes
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-TIME_KEYS = frozenset({"age_seconds", "at"})
+TIME_KEYS = frozenset({"age_seconds", "at", "newest_good_age_seconds"})
 
 
 def normalised(value: Any, tmp: str, keys: frozenset[str] = TIME_KEYS) -> Any:
@@ -100,6 +103,31 @@ def test_cleanup_json(main: Main, monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     code, out, _err = main("cleanup", "--json")
     assert code == 0
     check_json("cleanup", out, tmp_path)
+
+
+def test_cleanup_json_with_a_guest_it_could_not_release(
+    main: Main, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cleanup, "cleanup", lambda **_k: CLEANUP_UNRESOLVED())
+    code, out, _err = main("cleanup", "--json")
+    assert code == 12
+    check_json("cleanup-unresolved", out, tmp_path)
+
+
+def test_every_result_type_renders_as_json(tmp_path: Path) -> None:
+    """Each jsondoc function, on a fully-populated value: json.dumps takes all."""
+    [ok, failed] = GUEST_RESULTS(tmp_path)
+    docs = [
+        jsondoc.backup_result(ok, None, 0.0),
+        jsondoc.backup_result(failed, None, 0.0),
+        jsondoc.cleanup_report(CLEANUP_UNRESOLVED(), dry_run=True),
+        *(jsondoc.restored_disk(d) for d in RESTORED),
+        jsondoc.clone_result(CLONE_RESULT, tmp_path / "web09.xml"),
+        jsondoc.stream_stats(StreamStats(size=1, chunk_sha256="ab" * 32, compressed_size=2)),
+        jsondoc.checkpoint(CHECKPOINT, 0.0),
+    ]
+    for doc in docs:
+        assert json.loads(json.dumps(doc)) == doc
 
 
 def test_verify_json(main: Main, stored: Path, tmp_path: Path) -> None:

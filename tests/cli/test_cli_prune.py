@@ -246,7 +246,8 @@ def test_log_file_gets_timestamped_lines_even_with_quiet(main: Main, tmp_path: P
     assert code == ExitCode.USAGE
     lines = log.read_text().splitlines()
     assert lines[0] == "old line"  # appended
-    assert any(" vmsnap INFO: started: vmsnap prune" in line for line in lines)
+    started = f" vmsnap INFO: started: vmsnap -q --log-file {log} prune --dest {tmp_path / 'x'}"
+    assert any(line.endswith(started) for line in lines)
     assert any(" vmsnap ERROR: no retention policy" in line for line in lines)
     assert lines[-1].endswith(" vmsnap INFO: exit status 2")
     assert all(line[:4].isdigit() for line in lines[1:])

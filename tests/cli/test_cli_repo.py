@@ -388,3 +388,14 @@ def test_a_full_disk_during_a_chunk_write_is_exit_9_and_leaves_no_backup(
     assert [p.name for p in repo.rglob(".*")] == []  # no temporary object left
     for path in chunk_files(repo):
         assert len(unzstd(path)) == CHUNK
+
+
+def test_export_json_errors(main: Main, repo: Path, tmp_path: Path) -> None:
+    code, out, _err = main(
+        "export", "--dest", str(repo), "vol", "-o", str(tmp_path / "x"), "--json"
+    )
+    assert code == ExitCode.NOT_FOUND
+    assert json.loads(out)["exit_code"] == 3
+    code, out, _err = main("export", "--dest", str(repo), "vol", "-o", "-", "--json")
+    assert code == ExitCode.NOT_FOUND
+    assert out == ""  # stdout is the image's: no error document there

@@ -9,8 +9,8 @@ import pytest
 
 from vmsnap import errors
 from vmsnap.backup import GuestResult
+from vmsnap.backup import exit_code as backup_exit_code
 from vmsnap.cli.app import EXIT_STATUS
-from vmsnap.cli.cmd_backup import backup_exit_code
 from vmsnap.errors import (
     CommandError,
     DestinationError,
@@ -20,6 +20,7 @@ from vmsnap.errors import (
     NoSpaceError,
     UnsupportedDiskError,
     VmsnapError,
+    worst,
 )
 
 ERROR_CLASSES = {
@@ -146,3 +147,33 @@ def test_all_failed_is_the_first_error() -> None:
 )
 def test_left_behind_anywhere_is_12(results: list[GuestResult]) -> None:
     assert backup_exit_code(results) == ExitCode.LEFT_BEHIND
+
+
+# ---------------------------------------------------------------- worst
+
+
+def test_worst_of_nothing_is_success() -> None:
+    assert worst() == ExitCode.OK
+    assert worst(ExitCode.OK, ExitCode.OK) == ExitCode.OK
+
+
+def test_worst_ranks_error_over_partial_over_success() -> None:
+    assert worst(ExitCode.OK, ExitCode.PARTIAL) == ExitCode.PARTIAL
+    assert worst(ExitCode.PARTIAL, ExitCode.DESTINATION) == ExitCode.DESTINATION
+    assert worst(ExitCode.DESTINATION, ExitCode.OK) == ExitCode.DESTINATION
+
+
+def test_worst_ranks_left_behind_then_internal_highest() -> None:
+    assert worst(ExitCode.NO_SPACE, ExitCode.LEFT_BEHIND) == ExitCode.LEFT_BEHIND
+    assert worst(ExitCode.LEFT_BEHIND, ExitCode.INTERNAL, ExitCode.OK) == ExitCode.INTERNAL
+
+
+def test_worst_between_equals_is_the_first() -> None:
+    assert worst(ExitCode.NO_SPACE, ExitCode.DESTINATION) == ExitCode.NO_SPACE
+    assert worst(ExitCode.DESTINATION, ExitCode.NO_SPACE) == ExitCode.DESTINATION
+
+
+def test_every_code_has_a_meaning_for_the_help() -> None:
+    assert set(errors.EXIT_MEANINGS) == set(ExitCode)
+    for code, meaning in errors.EXIT_MEANINGS.items():
+        assert meaning in EXIT_STATUS, code

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -499,3 +500,17 @@ def test_an_edited_domain_xml_is_caught(tmp_path: Path) -> None:
     report = verify_backup(folder, NoProgress())
     assert report.status == CORRUPT
     assert "domain.xml was changed" in report.message
+
+
+def test_verify_paths_records_each_result_in_verified_json(dest: Path) -> None:
+    flip_bit(dest / "db01" / STAMP / "vda.img.zst", 1000)
+    verify_paths([dest], Recorder())
+    recorded = {
+        p.parent.parent.name + "/" + p.parent.name: json.loads(p.read_text())["status"]
+        for p in sorted(dest.glob("*/*/verified.json"))
+    }
+    assert recorded == {
+        f"db01/{STAMP}": "CORRUPT",
+        "web01/20261126T042319Z": "OK",
+        f"web01/{STAMP}": "OK",
+    }

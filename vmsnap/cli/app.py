@@ -8,6 +8,7 @@ exit codes.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,32 +25,26 @@ from vmsnap.cli import (
     cmd_list,
     cmd_repo,
     cmd_restore,
+    jsondoc,
 )
 from vmsnap.cli.session import Session
 from vmsnap.console import close_log_file, setup_logging, to_log_file
-from vmsnap.errors import ExitCode, Interrupted, VmsnapError
+from vmsnap.errors import EXIT_MEANINGS, ExitCode, Interrupted, VmsnapError
 from vmsnap.signals import GATE
 
-EXIT_STATUS = """\b
-EXIT STATUS
-   0   success
-   1   partial: some guests backed up, some failed
-   2   usage error
-   3   not found (guest, volume, file)
-   4   a disk that cannot be snapshotted (not an LV)
-   5   a volume group without room for the snapshots
-   6   LVM tools missing or an LVM command failed
-   7   libvirt connection or call failed
-   8   the requested quiesce mode could not be applied
-   9   destination missing, unwritable or full
-  10   integrity: data does not match its length or checksum
-  11   another vmsnap run holds the lock
-  12   something left behind (a snapshot, a paused or frozen guest)
-  13   a hook vetoed, failed, timed out or was refused as unsafe
-  15   not a repository (no config: run vmsnap init --dest)
-  16   a repository of a newer format version
-  70   internal error (a bug: please report it, with --debug output)
- 129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM"""
+
+def exit_status_text() -> str:
+    """The EXIT STATUS section of every --help, made from errors.EXIT_MEANINGS."""
+    lines = ["\b", "EXIT STATUS"]
+    for code in ExitCode:
+        if code is ExitCode.INTERRUPTED:
+            lines.append(f" 129/130/143  {EXIT_MEANINGS[code]}")
+        else:
+            lines.append(f"{int(code):>4}   {EXIT_MEANINGS[code]}")
+    return "\n".join(lines)
+
+
+EXIT_STATUS = exit_status_text()
 
 app = typer.Typer(
     help="Back up and clone libvirt guests whose disks are LVM logical volumes.",
@@ -155,23 +150,27 @@ def _root(
     session.hooks_dir = hooks_dir
     session.config_file = config_file
     setup_logging(2 if debug else (-1 if quiet else verbose), log_file=log_file)
-    to_log_file(logging.INFO, f"started: vmsnap {ctx.invoked_subcommand or ''}")
+    to_log_file(logging.INFO, f"started: {shlex.join(['vmsnap', *session.argv])}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: the one place errors become exit codes."""
-    code = _run(argv, Session())
+    args = sys.argv[1:] if argv is None else argv
+    code = _run(args, Session(argv=list(args)))
     to_log_file(logging.INFO, f"exit status {code}")
     close_log_file()
     return code
 
 
 def _report(session: Session, exc: BaseException, code: int) -> int:
+    """The error line; with --json, also the error document on stdout."""
     session.error(str(exc), exc)
+    if session.json:
+        jsondoc.emit(jsondoc.exit_error(str(exc), code))
     return code
 
 
-def _run(argv: list[str] | None, session: Session) -> int:
+def _run(argv: list[str], session: Session) -> int:
     GATE.install()
     try:
         app(args=argv, prog_name="vmsnap", obj=session)  # usage errors exit 2 by themselves

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Annotated
 
 import typer
 
 from vmsnap.cli import jsondoc
-from vmsnap.cli.cmd_dest import prune_exit_code
+from vmsnap.cli.cmd_dest import prune_errors
 from vmsnap.cli.core import backup, cleanup, retention, store, virt
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
-from vmsnap.cli.session import Session, done
+from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import print_prune
-from vmsnap.errors import ExitCode, UsageError
+from vmsnap.errors import ExitCode, UsageError, worst
 from vmsnap.lock import run_lock
 from vmsnap.models import DEFAULT_LEVEL, QuiesceMode, SizeSpec, human_size
 
@@ -48,18 +47,6 @@ def _print_result(result: backup.GuestResult, dry_run: bool) -> None:
         )
     if result.error:
         print(f"{result.name}: FAILED  {result.error}")
-
-
-def backup_exit_code(results: list[backup.GuestResult]) -> ExitCode:
-    """0 all good; 12 if anything was left behind; 1 some failed; else the first error's."""
-    errors = [r.error for r in results if r.error is not None]
-    if not errors:
-        return ExitCode.OK
-    if any(e.exit_code == ExitCode.LEFT_BEHIND for e in errors):
-        return ExitCode.LEFT_BEHIND
-    if len(errors) < len(results):
-        return ExitCode.PARTIAL
-    return errors[0].exit_code
 
 
 QuiesceBackupOpt = Annotated[
@@ -147,7 +134,7 @@ def backup_cmd(
         )
     pruned = _prune_after(settings, results, policy)
     _report(session, results, pruned, dry_run, as_json)
-    done(backup_exit_code(results) or prune_exit_code(list(pruned.values())))
+    done(worst(backup.exit_code(results), prune_errors(list(pruned.values()))))
 
 
 def _report(
@@ -201,7 +188,7 @@ def cleanup_cmd(
     else:
         _print_cleanup(report, dry_run)
     for problem in report.problems:
-        print(f"vmsnap: error: {problem}", file=sys.stderr)
+        say_error(problem)
     done(ExitCode.LEFT_BEHIND if report.problems else ExitCode.OK)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -12,7 +11,7 @@ import typer
 from vmsnap.cli import jsondoc
 from vmsnap.cli.core import catalog, retention, verify
 from vmsnap.cli.options import DestOpt, DomainsArg, JsonOpt, ProgressOpt, dry_run, keep
-from vmsnap.cli.session import Session, done
+from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import ago, print_prune
 from vmsnap.errors import ExitCode
 from vmsnap.models import human_size
@@ -55,11 +54,8 @@ def verify_cmd(
     interrupted run) is an INCOMPLETE backup.  Needs neither libvirt nor LVM.
     """
     reports = verify.verify_paths(paths, Session.of(ctx).progress(progress))
-    now = time.time()
-    for report in (r for r in reports if r.manifest_ok):
-        catalog.record_verified(report.directory, str(report.status), now)
     for line in (line for r in reports for line in _verify_failures(r)):
-        print(f"vmsnap: error: {line}", file=sys.stderr)
+        say_error(line)
     if as_json:
         jsondoc.emit([jsondoc.verify_report(r) for r in reports])
     else:
@@ -73,9 +69,10 @@ def verify_cmd(
 # ---------------------------------------------------------------- prune
 
 
-def prune_exit_code(plans: list[retention.GuestPrune]) -> ExitCode:
+def prune_errors(plans: list[retention.GuestPrune]) -> ExitCode:
+    """Say every error of the plans (stderr and the log); DESTINATION if any."""
     for line in (e for p in plans for e in p.errors):
-        print(f"vmsnap: error: {line}", file=sys.stderr)
+        say_error(line)
     return ExitCode.DESTINATION if any(p.errors for p in plans) else ExitCode.OK
 
 
@@ -115,7 +112,7 @@ def prune_cmd(
         jsondoc.emit(jsondoc.prune_run(dry_run, policy, plans, time.time()))
     else:
         print_prune(plans, dry_run)
-    done(prune_exit_code(plans))
+    done(prune_errors(plans))
 
 
 # ---------------------------------------------------------------- backups

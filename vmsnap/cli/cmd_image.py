@@ -25,7 +25,7 @@ def image_dump(
     as_json: JsonOpt = False,
 ) -> None:
     """Write SOURCE as a zstd image (zstd -dc gives the exact bytes back)."""
-    bar = Session.of(ctx).progress(progress)
+    bar = _session(ctx, to_stdout=output == "-").progress(progress)
     stats = imagecmd.dump(source, output, level=level, progress=bar)
     _report_stats(stats, as_json, to_stdout=output == "-")
 
@@ -41,9 +41,16 @@ def image_load(
     as_json: JsonOpt = False,
 ) -> None:
     """Write the bytes of a zstd IMAGE onto TARGET, checking the stream on the way."""
-    bar = Session.of(ctx).progress(progress)
+    bar = _session(ctx, to_stdout=target == "-").progress(progress)
     stats = imagecmd.load(image_path, target, force=force, progress=bar)
     _report_stats(stats, as_json, to_stdout=target == "-")
+
+
+def _session(ctx: typer.Context, *, to_stdout: bool) -> Session:
+    """The session; stdout that carries the data gets no JSON, not even an error's."""
+    session = Session.of(ctx)
+    session.json = session.json and not to_stdout
+    return session
 
 
 def _report_stats(stats: imagecmd.StreamStats, as_json: bool, *, to_stdout: bool) -> None:

@@ -89,6 +89,7 @@ def export_cmd(
     """Write a disk of NAME's newest backup as one zstd image (zstd -dc and
     image load take it); every chunk is checked on the way."""
     session = Session.of(ctx)
+    session.json = session.json and output != "-"  # the image owns stdout: no error document
     result = repo_jobs.export(
         session.dest(dest),
         name,

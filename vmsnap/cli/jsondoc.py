@@ -37,6 +37,11 @@ def emit(doc: Doc | list[Doc]) -> None:
     print(json.dumps(doc, indent=2))
 
 
+def exit_error(message: str, code: int) -> Doc:
+    """What a run that fails prints with --json, instead of its document."""
+    return {"message_type": "exit_error", "exit_code": code, "message": message}
+
+
 def _path(path: Path | None) -> str | None:
     return str(path) if path is not None else None
 
@@ -189,9 +194,14 @@ def prune_run(dry_run: bool, policy: Policy, plans: list[GuestPrune], now: float
 
 
 def guest_folder(g: GuestFolder, now: float) -> Doc:
+    good = next((b for b in reversed(g.backups) if b.good and b.created), None)
     return {
         "guest": g.guest,
         "folder": str(g.folder),
+        "newest_good": good.directory.name if good else None,
+        "newest_good_age_seconds": round(now - good.created.timestamp())
+        if good and good.created
+        else None,
         "backups": [stored(b, now) for b in reversed(g.backups)],
         "partials": [str(p) for p in g.partials],
     }

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vmsnap.cli.session import Session
 from vmsnap.models import QuiesceMode
 
 ConnectOpt = Annotated[
@@ -18,7 +19,19 @@ ConnectOpt = Annotated[
         help="libvirt URI (default: $LIBVIRT_DEFAULT_URI, else libvirt's default).",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _json_wanted(ctx: typer.Context, value: bool) -> bool:
+    """--json also asks for an error document if the run fails (see app._report)."""
+    if value:
+        Session.of(ctx).json = True
+    return value
+
+
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON document on stdout.", callback=_json_wanted),
+]
 DestOpt = Annotated[
     Path | None,
     typer.Option(

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -26,8 +26,10 @@ from vmsnap.progress import Progress
 
 @dataclass
 class Session:
+    argv: list[str] = field(default_factory=list)  # the command line, for the log
     debug: bool = False
     quiet: bool = False
+    json: bool = False  # --json: a failure prints an error document on stdout too
     hooks_dir: Path | None = None
     config_file: Path | None = None
     loaded: config.Config | None = None  # read when a command first needs it
@@ -85,14 +87,19 @@ class Session:
         return policy
 
     def error(self, text: str, exc: BaseException) -> None:
-        """One ``vmsnap: error:`` line (and the log file's), its notes, and with
-        --debug the traceback."""
-        print(f"vmsnap: error: {text}", file=sys.stderr)
-        to_log_file(logging.ERROR, text)
+        """One error line, its notes, and with --debug the traceback."""
+        say_error(text)
         for note in getattr(exc, "__notes__", ()):
             print(f"vmsnap:   {note}", file=sys.stderr)
+            to_log_file(logging.ERROR, f"  {note}")
         if self.debug:
             traceback.print_exception(exc, file=sys.stderr)
+
+
+def say_error(text: str) -> None:
+    """A ``vmsnap: error:`` line on stderr, and the same in the --log-file log."""
+    print(f"vmsnap: error: {text}", file=sys.stderr)
+    to_log_file(logging.ERROR, text)
 
 
 def done(code: int) -> None:
