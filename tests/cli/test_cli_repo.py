@@ -333,6 +333,23 @@ def test_export_finds_by_name_time_and_disk(main: Main, repo: Path, tmp_path: Pa
     assert export(main, repo, "vol", tmp_path / "d", "--disk", "vol")[0] == 0
 
 
+def test_at_takes_an_exact_time_before_a_prefix(main: Main, repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "vol.raw"
+    first = write_volume(src, [chunk_data(1)])
+    store(main, repo, src, "vol")
+    (stamp,) = [p.parent for p in manifests(repo)]
+    second = write_volume(src, [chunk_data(2)])
+    store(main, repo, src, "vol")
+    later = stamp.with_name(stamp.name + "-2")  # as if both ran in the same second
+    if not later.exists():
+        (newer,) = [p.parent for p in manifests(repo) if p.parent != stamp]
+        newer.rename(later)
+    for at, data in ((stamp.name, first), (later.name, second), (stamp.name[:8], second)):
+        out = tmp_path / f"{at}.img"
+        assert export(main, repo, "vol", out, "--at", at)[0] == 0
+        assert unzstd(out) == data
+
+
 def test_export_refuses_a_terminal(repo: Path, tmp_path: Path) -> None:
     src = tmp_path / "vol.raw"
     write_volume(src, [chunk_data(1)])

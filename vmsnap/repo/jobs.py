@@ -105,8 +105,11 @@ def backups(repo: Repository, guest: str) -> list[str]:
 
 
 def find(repo: Repository, guest: str, at: str | None) -> tuple[str, RepoManifest]:
-    """The newest backup of ``guest``, or the newest whose time starts with ``at``."""
+    """The newest backup of ``guest``; with ``at``, the one whose time is ``at``,
+    else the newest whose time starts with it."""
     stamps = [s for s in backups(repo, guest) if at is None or s.startswith(at)]
+    if at in stamps:
+        stamps = [at]
     if not stamps:
         when = f" at {at}" if at else ""
         raise NotFoundError(f"{repo.location}: no backup of {guest}{when}")
