@@ -20,7 +20,9 @@ from vmsnap.errors import IntegrityError, NotARepositoryError
 from vmsnap.repo import layout, reader
 from vmsnap.repo import manifest as rmanifest
 from vmsnap.repo.backend import LocalBackend, ObjectMissing
+from vmsnap.repo.check import check
 from vmsnap.repo.index import open_index
+from vmsnap.repo.jobs import publish
 from vmsnap.repo.repository import Repository, init_local, open_local
 from vmsnap.repo.writer import store_volume
 
@@ -169,3 +171,57 @@ def test_the_index_lives_in_memory_without_a_cache_folder(
         assert len(index) == 1
         _disk, counts = store_volume(repo, index, io.BytesIO(data), target="x")
     assert counts.new_chunks == 0
+
+
+# ---------------------------------------------------------------- check (for verify)
+
+
+def stored_backups(repo: Repository) -> tuple[list[str], list[str]]:
+    """Two backups sharing their first chunk: (manifest names, chunk ids)."""
+    shared = random_bytes(CHUNK, 1)
+    names, ids = [], []
+    for n in (2, 3):
+        with open_index(repo) as index:
+            src = io.BytesIO(shared + random_bytes(CHUNK, n))
+            disk, _counts = store_volume(repo, index, src, target="vda")
+        names.append(publish(repo, rmanifest.new(f"guest{n}", "guest", (disk,))))
+        ids += [c for c in disk.chunks if c not in ids]
+    return names, ids
+
+
+def test_check_finds_every_chunk_good(repo: Repository) -> None:
+    names, ids = stored_backups(repo)
+    report = check(repo, names, read_data=True)
+    assert report.ok
+    assert (report.chunks, report.decoded) == (len(ids), 3)
+    assert check(repo, names, read_data=False, sample=1).decoded == 1
+    assert check(repo, names, read_data=False).decoded == 0
+
+
+def test_check_names_every_backup_that_uses_a_bad_chunk(repo: Repository) -> None:
+    names, ids = stored_backups(repo)
+    shared, own = (repo_path(repo) / layout.chunk_name(c) for c in ids[:2])
+    shared.unlink()
+    raw = bytearray(own.read_bytes())
+    raw[100] ^= 1
+    own.write_bytes(bytes(raw))
+    quick = check(repo, names, read_data=False)
+    assert [(b.chunk_id, b.problem, b.backups) for b in quick.bad] == [
+        (ids[0], "missing", tuple(names))
+    ]
+    full = check(repo, names, read_data=True)
+    assert {b.chunk_id: b.backups for b in full.bad} == {ids[0]: tuple(names), ids[1]: (names[0],)}
+    assert "corrupt" in next(b.problem for b in full.bad if b.chunk_id == ids[1])
+
+
+def test_check_reports_a_manifest_it_cannot_read(repo: Repository) -> None:
+    names, _ids = stored_backups(repo)
+    (repo_path(repo) / names[0]).write_text("{}")
+    report = check(repo, [*names, "backups/x/y/manifest.json"], read_data=False)
+    assert report.backups == (names[1],)
+    assert [n for n, _e in report.bad_manifests] == [names[0], "backups/x/y/manifest.json"]
+    assert not report.ok
+
+
+def repo_path(repo: Repository) -> Path:
+    return Path(repo.location)

@@ -6,6 +6,7 @@ a backup's chunks in order.
 ``layout`` names them (the chunk naming lives there alone), ``repository``
 opens, creates and checks a repository, ``index`` caches which chunks it
 holds, ``writer`` stores a volume, ``manifest`` writes and strictly reads
-format 3 manifests, ``reader`` streams a disk back, ``jobs`` are the commands
+format 3 manifests, ``reader`` streams a disk back, ``check`` checks backups' chunks (for
+verify), ``jobs`` are the commands
 that need no guest (init, image store, export).
 """

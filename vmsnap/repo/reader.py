@@ -33,7 +33,7 @@ class _Frame:
     length: int  # raw bytes
 
 
-class _Fetcher:
+class Fetcher:
     def __init__(self, repo: Repository, where: str, *, verify: bool) -> None:
         self.repo, self.where, self.verify = repo, where, verify
         self.zero_id = repo.naming.chunk_id(chunk_hex(bytes(CHUNK)))
@@ -73,7 +73,7 @@ def frames(
 ) -> Iterator[tuple[bytes, int]]:
     """The disk's frames, in order, with the raw length of each; ``where``
     (the backup) names the backup in every error."""
-    fetch = _Fetcher(repo, where, verify=verify)
+    fetch = Fetcher(repo, where, verify=verify)
     with InOrder[_Frame]() as work:
         for chunk_id, length in zip(disk.chunks, chunk_lengths(disk), strict=True):
             for done in work.submit(functools.partial(fetch, chunk_id, length)):
