@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from backupkit import random_bytes
 from unitkit import chunk_sha256
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
+from labkit import stopped
 
 from vmsnap import image
 from vmsnap import manifest as sealed
@@ -21,6 +29,7 @@ from vmsnap.repo import layout, reader
 from vmsnap.repo import manifest as rmanifest
 from vmsnap.repo.backend import LocalBackend, ObjectMissing
 from vmsnap.repo.check import check
+from vmsnap.repo.gc import collect
 from vmsnap.repo.index import open_index
 from vmsnap.repo.jobs import publish
 from vmsnap.repo.repository import Repository, init_local, open_local
@@ -51,8 +60,8 @@ def test_local_backend_objects(tmp_path: Path) -> None:
     assert backend.exists("a/d")
     assert not backend.exists("a/x")
     (tmp_path / "a" / ".c.1234.tmp").write_bytes(b"half")  # a writer killed mid-put
-    assert sorted(backend.list("a/")) == ["a/b/c", "a/d"]
-    assert list(backend.list("a/b/")) == ["a/b/c"]
+    assert sorted(backend.list("a/")) == [("a/b/c", 3), ("a/d", 0)]
+    assert [n for n, _size in backend.list("a/b/")] == ["a/b/c"]
     assert list(backend.list("none/")) == []
     assert stat.S_IMODE((tmp_path / "a" / "b" / "c").stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
@@ -225,3 +234,67 @@ def test_check_reports_a_manifest_it_cannot_read(repo: Repository) -> None:
 
 def repo_path(repo: Repository) -> Path:
     return Path(repo.location)
+
+
+# ---------------------------------------------------------------- garbage collection (for prune)
+
+
+def all_manifests(repo: Repository) -> list[str]:
+    return sorted(n for n, _s in repo.backend.list("backups/") if n.endswith("manifest.json"))
+
+
+def test_gc_frees_only_what_no_manifest_names(repo: Repository, tmp_path: Path) -> None:
+    names, ids = stored_backups(repo)
+    repo.backend.delete(names[0])  # what prune does first
+    unique = repo_path(repo) / layout.chunk_name(ids[1])
+    dry = collect(repo, dry_run=True)
+    assert (dry.manifests, dry.chunks, dry.garbage) == (1, 3, 1)
+    assert dry.garbage_bytes == unique.stat().st_size
+    assert unique.exists()
+    epoch = repo.epoch()
+    done = collect(repo, dry_run=False)
+    assert done.garbage == 1
+    assert not unique.exists()
+    assert repo.epoch() != epoch  # every host's index is now stale
+    assert check(repo, names[1:], read_data=True).ok
+    assert collect(repo, dry_run=False).garbage == 0
+
+
+def test_gc_deletes_nothing_while_a_manifest_is_unreadable(repo: Repository) -> None:
+    names, _ids = stored_backups(repo)
+    repo.backend.delete(names[0])
+    (repo_path(repo) / names[1]).write_text("{}")
+    with pytest.raises(IntegrityError, match="before deleting anything"):
+        collect(repo, dry_run=False)
+    assert len(list(repo.backend.list("chunks/"))) == 3
+
+
+def test_gc_killed_half_way_loses_nothing_a_manifest_needs(repo: Repository) -> None:
+    names, _ids = stored_backups(repo)
+    for n in range(4):  # garbage: four chunks that nothing names
+        with open_index(repo) as index:
+            store_volume(repo, index, io.BytesIO(random_bytes(CHUNK, 100 + n)), target="x")
+    script = "import sys; from pathlib import Path; from vmsnap.repo import gc, repository; "
+    script += "gc.collect(repository.open_local(Path(sys.argv[1])), dry_run=False)"
+    env = dict(os.environ, VMSNAP_FAILPOINT="collecting")
+    proc = subprocess.Popen([sys.executable, "-c", script, repo.location], env=env)
+    stopped(proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    left = len(list(repo.backend.list("chunks/")))
+    assert 3 <= left < 7  # killed after its first delete
+    assert check(repo, names, read_data=True).ok
+    assert collect(repo, dry_run=False).garbage == left - 3
+    assert check(repo, names, read_data=True).ok
+
+
+def test_gc_removes_old_temporaries_of_killed_writers(repo: Repository) -> None:
+    stored_backups(repo)
+    folder = next((repo_path(repo) / "chunks").iterdir())
+    old, new = folder / ".x.zst.1.tmp", folder / ".y.zst.2.tmp"
+    old.write_bytes(b"half")
+    new.write_bytes(b"being written")
+    os.utime(old, (time.time() - 2 * 86400,) * 2)
+    assert collect(repo, dry_run=False).temporaries == 1
+    assert not old.exists()
+    assert new.exists()

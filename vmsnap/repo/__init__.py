@@ -7,6 +7,6 @@ a backup's chunks in order.
 opens, creates and checks a repository, ``index`` caches which chunks it
 holds, ``writer`` stores a volume, ``manifest`` writes and strictly reads
 format 3 manifests, ``reader`` streams a disk back, ``check`` checks backups' chunks (for
-verify), ``jobs`` are the commands
+verify), ``gc`` deletes chunks no manifest names (for prune), ``jobs`` are the commands
 that need no guest (init, image store, export).
 """

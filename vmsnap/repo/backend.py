@@ -12,15 +12,23 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from vmsnap import store
 from vmsnap.errors import IntegrityError, NotFoundError
 from vmsnap.repo.layout import check_name
 
 TEMP_SUFFIX = ".tmp"
+
+
+class Listed(NamedTuple):
+    """An object in a listing: its name and size (object stores list both)."""
+
+    name: str
+    size: int
 
 
 class ObjectMissing(NotFoundError):
@@ -40,8 +48,8 @@ class Backend(Protocol):
 
     def exists(self, name: str) -> bool: ...
 
-    def list(self, prefix: str) -> Iterator[str]:
-        """Every object name that starts with ``prefix``, in no particular order."""
+    def list(self, prefix: str) -> Iterator[Listed]:
+        """Every object whose name starts with ``prefix``, in no particular order."""
 
     def delete(self, name: str) -> None:
         """Remove the object; one that is already gone is not an error."""
@@ -104,12 +112,21 @@ class LocalBackend:
     def exists(self, name: str) -> bool:
         return self._path(name).is_file()
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str) -> Iterator[Listed]:
         folder, _sep, _rest = prefix.rpartition("/")
         top = self.root / folder if folder else self.root
-        for name in _walk(top, folder):
-            if name.startswith(prefix):
-                yield name
+        for listed in _walk(top, folder):
+            if listed.name.startswith(prefix):
+                yield listed
+
+    def remove_temporaries(self, max_age: float) -> int:
+        """Remove the temporary files of writers killed mid-put, older than
+        ``max_age`` seconds (a live writer's is seconds old); how many."""
+        limit = time.time() - max_age
+        old = [p for p in self.root.rglob(f".*{TEMP_SUFFIX}") if p.stat().st_mtime < limit]
+        for path in old:
+            path.unlink(missing_ok=True)
+        return len(old)
 
     def delete(self, name: str) -> None:
         path = self._path(name)
@@ -117,7 +134,7 @@ class LocalBackend:
         store.fsync_dir(path.parent)
 
 
-def _walk(folder: Path, relative: str) -> Iterator[str]:
+def _walk(folder: Path, relative: str) -> Iterator[Listed]:
     """Object names below ``folder`` (dotted names, temporary ones, skipped),
     a folder at a time: memory stays bounded by one folder's entries."""
     try:
@@ -131,4 +148,4 @@ def _walk(folder: Path, relative: str) -> Iterator[str]:
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(Path(entry.path), name)
         elif entry.is_file(follow_symlinks=False):
-            yield name
+            yield Listed(name, entry.stat(follow_symlinks=False).st_size)

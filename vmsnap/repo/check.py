@@ -94,8 +94,8 @@ def _sample(chunk_ids: list[str], n: int, rng: random.Random) -> list[str]:
 
 def _missing(repo: Repository, needed: _Needed) -> list[str]:
     unseen = set(needed.chunks)
-    for name in repo.backend.list(layout.CHUNKS):
-        if (chunk_id := layout.chunk_of(name)) is not None:
+    for listed in repo.backend.list(layout.CHUNKS):
+        if (chunk_id := layout.chunk_of(listed.name)) is not None:
             unseen.discard(chunk_id)
     return sorted(unseen)
 

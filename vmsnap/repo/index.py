@@ -114,8 +114,8 @@ def rebuild(index: ChunkIndex, repo: Repository, epoch: str) -> None:
         index.db.execute("DELETE FROM chunks")
         index.set_meta("complete", "0")
         batch: list[tuple[bytes]] = []
-        for name in repo.backend.list(CHUNKS):
-            if (chunk_id := chunk_of(name)) is not None:
+        for listed in repo.backend.list(CHUNKS):
+            if (chunk_id := chunk_of(listed.name)) is not None:
                 batch.append((bytes.fromhex(chunk_id),))
             if len(batch) >= _BATCH:
                 index.db.executemany("INSERT OR IGNORE INTO chunks VALUES (?)", batch)

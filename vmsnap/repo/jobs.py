@@ -97,8 +97,8 @@ def backups(repo: Repository, guest: str) -> list[str]:
     """The guest's backups (their times), oldest first."""
     prefix = layout.guest_prefix(guest)
     found = []
-    for name in repo.backend.list(prefix):
-        stamp, _sep, file = name[len(prefix) :].partition("/")
+    for listed in repo.backend.list(prefix):
+        stamp, _sep, file = listed.name[len(prefix) :].partition("/")
         if file == layout.MANIFEST:
             found.append(stamp)
     return sorted(found)
