@@ -14,9 +14,8 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from vmsnap import backup, cleanup, hooks, lvm
+from vmsnap import lvm
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
@@ -29,7 +28,16 @@ from vmsnap.errors import (
     UsageError,
     VmsnapError,
 )
-from vmsnap.hooks import Hooks, Scope
+from vmsnap.hooks import (
+    CHECKPOINT_ABORT,
+    CHECKPOINT_END,
+    POST_RELEASE,
+    POST_ROLLBACK,
+    PRE_ROLLBACK,
+    Hooks,
+    Scope,
+)
+from vmsnap.job import run_job
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.models import (
@@ -40,6 +48,7 @@ from vmsnap.models import (
     SizeSpec,
     human_size,
 )
+from vmsnap.snapshots import DEFAULT_POOL_LIMIT, guest_snapshots, new_run_id, plan_guest, run_tags
 from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
@@ -47,7 +56,6 @@ log = logging.getLogger(__name__)
 KIND = "ckpt"  # snapshot names: <origin>-ckpt-<id>
 PREFIX = "vmsnap_cp_"
 LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_+.-]{0,63}$")
-STEP_SHARE = 20.0  # watch grows a snapshot by this share of its origin
 MERGE_POLL = 1.0
 _DURATION_RE = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -114,8 +122,7 @@ class CheckpointDisk:
     @property
     def invalid(self) -> bool:
         """A COW snapshot that overflowed ('I' in lv_attr's 5th place): lost."""
-        attr = self.snapshot.attr
-        return self.snapshot.snapshot_invalid or (len(attr) > 4 and attr[4] == "I")
+        return lvm.is_invalid(self.snapshot)
 
     @property
     def fill(self) -> float | None:
@@ -235,11 +242,11 @@ def choose(found: list[Checkpoint], name: str, label: str | None) -> Checkpoint:
 @dataclass(frozen=True)
 class CreateSettings:
     label: str
+    hooks: Hooks
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
     expire: float | None = None  # seconds from now
-    thin_pool_limit: float = backup.DEFAULT_POOL_LIMIT
-    hooks: Hooks = field(default_factory=Hooks.from_environment)
+    thin_pool_limit: float = DEFAULT_POOL_LIMIT
 
 
 def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
@@ -247,25 +254,17 @@ def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
     Under the run lock, with the run journal, like a backup."""
     conn.require_local()
     label = check_label(settings.label)
-    with run_lock():
-        left = cleanup.cleanup()
-        dom = conn.domain(name)
+    dom = conn.domain(name)
+    run_id = new_run_id()
+    scope = settings.hooks.scope(
+        VMSNAP_COMMAND="checkpoint", VMSNAP_RUN_ID=run_id, VMSNAP_LABEL=label
+    ).bind(VMSNAP_DOMAIN=dom.name, VMSNAP_DOMAIN_UUID=dom.uuid)
+    with run_job(scope, end=CHECKPOINT_END, abort=CHECKPOINT_ABORT, job_phases=False) as job:
         if any(c.label == label for c in of_domain(dom)):
             raise UsageError(f"{name} already has a checkpoint {label!r}")
-        run_id = backup.new_run_id()
-        scope = settings.hooks.scope(
-            VMSNAP_COMMAND="checkpoint", VMSNAP_RUN_ID=run_id, VMSNAP_LABEL=label
-        ).bind(VMSNAP_DOMAIN=dom.name, VMSNAP_DOMAIN_UUID=dom.uuid)
-        journal = Journal.start(carry=left.unresolved)
-        try:
-            _take(conn, dom, settings, run_id, journal, scope)
-        except VmsnapError as exc:
-            scope.run(hooks.CHECKPOINT_ABORT, VMSNAP_ERROR=str(exc))
-            raise
-        finally:
-            journal.close()
+        _take(conn, dom, settings, run_id, job.journal, scope)
         made = choose(of_domain(dom), name, label)
-        scope.run(hooks.CHECKPOINT_END, VMSNAP_SNAPSHOTS=_paths(made))
+        job.end_env["VMSNAP_SNAPSHOTS"] = _paths(made)
     return made
 
 
@@ -281,31 +280,30 @@ def _take(
     journal: Journal,
     scope: Scope,
 ) -> None:
-    plan_settings = backup.BackupSettings(
-        dest=Path("."),
-        quiesce=settings.quiesce,
+    plan = plan_guest(
+        describe(dom, Inventory.load(), conn),
+        run_id=run_id,
         snapshot_size=settings.snapshot_size,
         thin_pool_limit=settings.thin_pool_limit,
-        hooks=settings.hooks,
+        purpose=KIND,
     )
-    plan = backup.plan_guest(describe(dom, Inventory.load(), conn), plan_settings, run_id, KIND)
     created = time.time()
     expires = created + settings.expire if settings.expire else None
-    run_tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
-    with backup.guest_snapshots(
+    tags_of_run = run_tags(run_id)
+    with guest_snapshots(
         dom,
         plan,
         settings.quiesce,
         journal=journal,
         uri=conn.uri,
-        tags=run_tags,
+        tags=tags_of_run,
         scope=scope,
         keep=True,
     ) as (_window, snaps):
         # until here a crash leaves backup-like snapshots that cleanup sweeps
         for disk, snap in zip(plan.disks, snaps, strict=True):
             tags = checkpoint_tags(dom, settings.label, disk.target, created, expires)
-            lvm.retag(snap, add=tags, delete=run_tags)
+            lvm.retag(snap, add=tags, delete=tags_of_run)
 
 
 # ---------------------------------------------------------------- rollback
@@ -362,7 +360,7 @@ def rollback(
     *,
     shutdown: bool = False,
     start: bool = False,
-    hooks_settings: Hooks | None = None,
+    hooks: Hooks,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
 ) -> Checkpoint:
     """Merge the checkpoint back into the guest's LVs, the guest shut off
@@ -372,14 +370,14 @@ def rollback(
         dom = conn.domain(name)
         cp = choose(of_domain(dom), name, label)
         check_valid(cp)
-        scope = (hooks_settings or Hooks.from_environment()).scope(
+        scope = hooks.scope(
             VMSNAP_COMMAND="checkpoint",
             VMSNAP_DOMAIN=dom.name,
             VMSNAP_DOMAIN_UUID=dom.uuid,
             VMSNAP_LABEL=cp.label,
             VMSNAP_SNAPSHOTS=_paths(cp),
         )
-        scope.run(hooks.PRE_ROLLBACK)
+        scope.run(PRE_ROLLBACK)
         _require_shutoff(dom, shutdown, shutdown_timeout)
         cp = choose(of_domain(dom), name, cp.label)  # fresh: the guest closed its LVs
         check_rollback(cp)
@@ -387,7 +385,7 @@ def rollback(
             log.info("merging %s back into %s", disk.snapshot.full_name, disk.target)
             lvm.merge(disk.snapshot)
         finish_merges(cp)
-        scope.run(hooks.POST_ROLLBACK)
+        scope.run(POST_ROLLBACK)
         if start:
             dom.start()
     return cp
@@ -445,18 +443,16 @@ def remove(cp: Checkpoint) -> None:
         raise LeftBehindError("; ".join(problems))
 
 
-def release(
-    conn: Connection, name: str, label: str | None, hooks_settings: Hooks | None = None
-) -> Checkpoint:
+def release(conn: Connection, name: str, label: str | None, *, hooks: Hooks) -> Checkpoint:
     with run_lock():
         cp = choose(guest_checkpoints(conn, name), name, label)
         remove(cp)
-    (hooks_settings or Hooks.from_environment()).scope(
+    hooks.scope(
         VMSNAP_COMMAND="checkpoint",
         VMSNAP_DOMAIN=name,
         VMSNAP_DOMAIN_UUID=cp.uuid,
         VMSNAP_LABEL=cp.label,
-    ).run(hooks.POST_RELEASE)
+    ).run(POST_RELEASE)
     return cp
 
 
@@ -478,11 +474,6 @@ class WatchReport:
         return None
 
 
-def _step(origin: LogicalVolume, extent: int, share: float) -> int:
-    step = max(int(origin.size * share / 100), extent)
-    return -(-step // extent) * extent
-
-
 def _watch_disk(
     cp: Checkpoint, disk: CheckpointDisk, report: WatchReport, threshold: float
 ) -> None:
@@ -492,7 +483,7 @@ def _watch_disk(
         report.invalid.append(f"{where}: overflowed, lost")
     elif fill is not None and fill >= threshold and disk.origin is not None:
         vg = lvm.volume_group(disk.snapshot.vg)
-        step = _step(disk.origin, vg.extent_size, STEP_SHARE)
+        step = lvm.growth_step(disk.origin.size, vg.extent_size)
         if vg.free < step:
             report.full.append(
                 f"{where}: {fill:.0f}% full and VG {vg.name} has only {human_size(vg.free)} free"

@@ -36,6 +36,7 @@ class Config:
     hooks_dir: Path | None = None
     retention: Policy | None = None  # None: no [retention] table
     excludes: frozenset[tuple[str, str]] = frozenset()  # (guest, target) from [guests.NAME]
+    skip_guests: frozenset[str] = frozenset()  # [guests.NAME] skip = true: left out of --all
     guests: tuple[str, ...] = field(default=())  # the guests the file names
 
     def excludes_for(self, guests: set[str]) -> frozenset[tuple[str, str]]:
@@ -113,6 +114,12 @@ class _Reader:
             raise self.fail(name, f"must be {what}, not {value!r}")
         return value
 
+    def flag(self, table: Mapping[str, Any], key: str, name: str) -> bool:
+        value = table.get(key, False)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, not {value!r}")
+        return value
+
     def config(self, doc: dict[str, Any]) -> Config:
         self.known(doc, "", _TOP_KEYS)
         values = {key: read(self, doc) for key, read in _TOP.items()}
@@ -120,12 +127,14 @@ class _Reader:
         return Config(path=self.path, **values, **self.guests(guests))
 
     def guests(self, tables: dict[str, Any]) -> dict[str, Any]:
-        pairs = set()
+        pairs, skipped = set(), set()
         for guest, table in tables.items():
             prefix = f"guests.{guest}"
             if not isinstance(table, dict):
                 raise self.fail(prefix, "must be a table")
-            self.known(table, f"{prefix}.", {"exclude"})
+            self.known(table, f"{prefix}.", {"exclude", "skip"})
+            if self.flag(table, "skip", f"{prefix}.skip"):
+                skipped.add(guest)
             targets = self.get(
                 table, "exclude", list, "a list of disk targets", f"{prefix}.exclude"
             )
@@ -133,7 +142,11 @@ class _Reader:
                 if not isinstance(target, str) or not target:
                     raise self.fail(f"{prefix}.exclude", f"{target!r} is not a disk target")
                 pairs.add((guest, target))
-        return {"excludes": frozenset(pairs), "guests": tuple(sorted(tables))}
+        return {
+            "excludes": frozenset(pairs),
+            "skip_guests": frozenset(skipped),
+            "guests": tuple(sorted(tables)),
+        }
 
 
 def _quoted(key: str) -> str:

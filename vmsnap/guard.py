@@ -11,34 +11,31 @@ at once.  The peak fill goes into the manifest.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vmsnap import lvm, runner
-from vmsnap.errors import IntegrityError, UsageError, VmsnapError
-from vmsnap.models import LogicalVolume, human_size
+from vmsnap import lvm
+from vmsnap.environment import env_number
+from vmsnap.errors import IntegrityError, VmsnapError
+from vmsnap.models import FILL_WARNING, LogicalVolume, human_size
 
 log = logging.getLogger(__name__)
+
+MIN_INTERVAL = 0.1  # seconds
 
 
 @dataclass(frozen=True)
 class GuardSettings:
     interval: float = 1.0  # seconds between polls
-    threshold: float = 70.0  # percent full that triggers an extension
-    step_share: float = 20.0  # each extension adds this share of the origin
+    threshold: float = FILL_WARNING  # percent full that triggers an extension
+    step_share: float = lvm.GROWTH_SHARE  # each extension adds this share of the origin
 
     @classmethod
     def from_environment(cls) -> GuardSettings:
-        """``VMSNAP_GUARD_INTERVAL`` tunes the poll (the lab tests use it)."""
-        text = os.environ.get("VMSNAP_GUARD_INTERVAL", str(cls.interval))
-        try:
-            interval = float(text)
-        except ValueError:
-            raise UsageError(f"VMSNAP_GUARD_INTERVAL={text!r} is not a number of seconds") from None
-        return cls(interval=max(interval, 0.1))
+        """``VMSNAP_GUARD_INTERVAL`` tunes the poll (the CLI reads it)."""
+        return cls(interval=env_number("VMSNAP_GUARD_INTERVAL", cls.interval, MIN_INTERVAL))
 
 
 class SnapshotGuard:
@@ -65,7 +62,7 @@ class SnapshotGuard:
     def poll(self) -> bool:
         """One look at the snapshot; False once it is lost."""
         now = lvm.find_volume(self.snap.vg, self.snap.name)
-        if now is None or now.snapshot_invalid:
+        if now is None or lvm.is_invalid(now):
             self.failure = self._lost_message()
             return False
         fill = now.snap_percent or 0.0
@@ -77,8 +74,7 @@ class SnapshotGuard:
 
     def _extend(self) -> None:
         vg = lvm.volume_group(self.snap.vg)
-        step = max(int(self.origin_size * self.settings.step_share / 100), vg.extent_size)
-        step = -(-step // vg.extent_size) * vg.extent_size
+        step = lvm.growth_step(self.origin_size, vg.extent_size, self.settings.step_share)
         if vg.free < step:
             if self._warned:
                 return
@@ -91,8 +87,7 @@ class SnapshotGuard:
                 human_size(vg.free),
             )
             return
-        argv = ["lvextend", "--size", f"+{step}b", "--", self.snap.full_name]
-        runner.run(argv, mutates=True)
+        lvm.extend(self.snap, step)
         self.extended += step
         log.info(
             "snapshot %s %.0f%% full: extended by %s",

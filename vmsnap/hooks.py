@@ -20,18 +20,19 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vmsnap import runner
-from vmsnap.errors import HookError, UsageError, VmsnapError
+from vmsnap.environment import env_number
+from vmsnap.errors import HookError, VmsnapError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DIR = Path("/etc/vmsnap/hooks.d")
 DEFAULT_TIMEOUT = 300.0
+MIN_TIMEOUT = 0.1
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 JOB_START = "job-start"
@@ -117,13 +118,9 @@ class Hooks:
     def from_environment(cls, directory: Path | None = None) -> Hooks:
         """``--hooks-dir``, else ``VMSNAP_HOOKS_DIR``, else the default folder;
         ``VMSNAP_HOOK_TIMEOUT`` in seconds."""
-        text = os.environ.get("VMSNAP_HOOK_TIMEOUT", str(DEFAULT_TIMEOUT))
-        try:
-            timeout = float(text)
-        except ValueError:
-            raise UsageError(f"VMSNAP_HOOK_TIMEOUT={text!r} is not a number of seconds") from None
+        timeout = env_number("VMSNAP_HOOK_TIMEOUT", DEFAULT_TIMEOUT, MIN_TIMEOUT)
         chosen = directory or Path(os.environ.get("VMSNAP_HOOKS_DIR") or DEFAULT_DIR)
-        return cls(directory=chosen, timeout=max(timeout, 0.1))
+        return cls(directory=chosen, timeout=timeout)
 
     def scripts(self) -> list[Path]:
         """The hooks to run, in order; none when the folder does not exist."""
@@ -169,26 +166,6 @@ class Scope:
     def bind(self, **env: str) -> Scope:
         return Scope(self.hooks, {**self.env, **env})
 
-    @contextmanager
-    def job(self, end: str, abort: str) -> Iterator[list[str]]:
-        """A whole job: job-start (which may veto it), then ``end`` with the
-        volumes the job added to the yielded list in ``VMSNAP_VOLUMES``, or
-        ``abort`` with ``VMSNAP_ERROR``; then job-end."""
-        self.run(JOB_START)
-        status = "interrupted"
-        volumes: list[str] = []
-        try:
-            yield volumes
-        except VmsnapError as exc:
-            status = "failed"
-            self.run(abort, VMSNAP_ERROR=str(exc))
-            raise
-        else:
-            status = "ok"
-            self.run(end, VMSNAP_VOLUMES=" ".join(volumes))
-        finally:
-            self.run(JOB_END, VMSNAP_STATUS=status)
-
     def run(self, phase: str, **env: str) -> None:
         """A veto phase raises the first failure; any other phase logs them."""
         full = _environment(phase, {**self.env, **env})
@@ -208,5 +185,7 @@ class Scope:
                 log.error("%s", exc)
 
 
-NO_HOOKS = Scope(Hooks(directory=None))
-"""A scope that runs nothing (library callers and tests that want no hooks)."""
+NO_HOOKS = Hooks(directory=None)
+"""No hooks at all: what library callers and tests that want none pass."""
+NO_SCOPE = Scope(NO_HOOKS)
+"""A scope that runs nothing."""

@@ -497,8 +497,8 @@ def _check_header(header: ImageHeader | None, size: int) -> None:
 def check(stats: StreamStats, *, expected_size: int | None, expected_digest: str | None) -> None:
     if expected_size is not None and stats.size != expected_size:
         short = stats.size < expected_size  # frames missing at the end: cut short
-        error = TruncatedError if short else IntegrityError
-        raise error(f"image decodes to {stats.size} bytes, {expected_size} expected (truncated?)")
+        error, why = (TruncatedError, "truncated?") if short else (IntegrityError, "too long")
+        raise error(f"image decodes to {stats.size} bytes, {expected_size} expected ({why})")
     if expected_digest is not None and stats.chunk_sha256 != expected_digest:
         raise IntegrityError(f"chunk sha256 mismatch: {stats.chunk_sha256} != {expected_digest}")
 

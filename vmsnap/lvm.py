@@ -346,12 +346,30 @@ def is_open(lv: LogicalVolume) -> bool:
 
 
 SECTOR = 512
+GROWTH_SHARE = 20.0  # percent of the origin: what one growth of a COW snapshot adds
+
+
+def round_up(n: int, unit: int) -> int:
+    """``n`` up to a whole number of ``unit`` (an extent, a sector)."""
+    return -(-n // unit) * unit
+
+
+def growth_step(origin_size: int, extent: int, share: float = GROWTH_SHARE) -> int:
+    """What one growth adds to a COW snapshot (the guard while a backup streams,
+    ``checkpoint watch``): ``share`` percent of the origin, in whole extents."""
+    return round_up(max(int(origin_size * share / 100), extent), extent)
+
+
+def is_invalid(lv: LogicalVolume) -> bool:
+    """A COW snapshot that overflowed, its data lost: LVM marks it invalid
+    (``lv_snapshot_invalid``, and ``I`` in the 5th place of ``lv_attr``)."""
+    return lv.snapshot_invalid or (len(lv.attr) > 4 and lv.attr[4] == "I")
 
 
 def create_volume_argv(vg: str, name: str, size: int, thin_pool: str | None) -> list[str]:
     """lvcreate takes whole 512-byte sectors (it rounds up to extents itself):
     an image of an odd size gets a volume that holds it."""
-    size = -(-size // SECTOR) * SECTOR
+    size = round_up(size, SECTOR)
     argv = ["lvcreate", "--yes", "--name", name]
     if thin_pool:
         return [*argv, "--virtualsize", f"{size}b", "--thin", "--", f"{vg}/{thin_pool}"]
@@ -376,7 +394,7 @@ def check_room(vg: str, sizes: list[int], thin_pool: str | None) -> None:
             )
         return
     group = volume_group(vg)
-    need = sum(-(-s // group.extent_size) * group.extent_size for s in sizes)
+    need = sum(round_up(s, group.extent_size) for s in sizes)
     if need > group.free:
         raise NoSpaceError(
             f"volume group {vg} has {group.free} bytes free, the new volumes need {need}"

@@ -1,5 +1,6 @@
-"""The backup manifest (``manifest.json``): its seal, a strict reader, and where
-backups are found.  The format is specified in vmsnap-format(5).
+"""The backup manifest (``manifest.json``): the one owner of its format, which
+builds it, seals it and reads it back strictly.  The format is specified in
+vmsnap-format(5).
 
 The seal is the sha256 of the manifest's canonical JSON: it catches a manifest
 that was edited or damaged after it was written.  It is a checksum, not a
@@ -13,24 +14,30 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from vmsnap import __version__
 from vmsnap.errors import IntegrityError, NotFoundError
-from vmsnap.store import DOMAIN_XML, MANIFEST, PARTIAL_SUFFIX
+from vmsnap.models import Guest
+from vmsnap.store import DOMAIN_XML, MANIFEST
+
+if TYPE_CHECKING:  # the writer's inputs; reading needs neither module
+    from vmsnap.quiesce import Window
+    from vmsnap.snapstream import DiskResult
 
 FORMAT = "vmsnap-backup"
-KNOWN_VERSIONS = (2,)
+FORMAT_VERSION = 2  # what build() writes
+KNOWN_VERSIONS = (2,)  # what load() reads
 SEAL_KEY = "seal"
 SEAL_PREFIX = "sha256:"
 SNAPSHOT_KINDS = ("thick", "thin")
 MAX_BYTES = 16 << 20  # far above any real manifest; refuses to slurp a huge file
 CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_STAMP = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,78 @@ class Manifest:
     @property
     def total_size(self) -> int:
         return sum(d.size for d in self.disks)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def build(
+    *,
+    host: str,
+    guest: Guest,
+    domain_xml_sha256: str,
+    created: float,
+    window: Window,
+    disks: Sequence[DiskResult],
+    skipped: Sequence[tuple[str, str]],
+) -> dict[str, Any]:
+    """The sealed manifest of one backup, member for member as vmsnap-format(5) says."""
+    return seal(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "vmsnap_version": __version__,
+            "host": host,
+            "domain": {
+                "name": guest.name,
+                "uuid": guest.uuid,
+                "hypervisor": guest.hypervisor,
+                "xml_sha256": domain_xml_sha256,
+            },
+            "created": created_text(created),
+            "quiesce": _quiesce_doc(window),
+            "disks": [_disk_doc(d) for d in disks],
+            "skipped": [{"target": t, "reason": r} for t, r in skipped],
+        }
+    )
+
+
+def _quiesce_doc(window: Window) -> dict[str, Any]:
+    return {
+        "requested": str(window.requested),
+        "mode": window.used,
+        "state_before": window.state_before,
+        "window_seconds": round(window.seconds, 3),
+        "frozen_filesystems": window.frozen_filesystems,
+        "note": window.note,
+    }
+
+
+def _disk_doc(d: DiskResult) -> dict[str, Any]:
+    return {
+        "target": d.target,
+        "volume": d.volume,
+        "size": d.size,
+        "chunk_sha256": d.chunk_sha256,
+        "image": d.image,
+        "compressed_size": d.compressed_size,
+        "snapshot": {
+            "kind": d.snapshot_kind,
+            "size": d.snapshot_size,
+            "peak_fill_percent": d.peak_fill_percent,
+            "extended": d.extended,
+        },
+    }
+
+
+def created_text(when: float) -> str:
+    """A moment as the manifest's ``created`` (and verified.json's) writes it."""
+    return time.strftime(CREATED_FORMAT, time.gmtime(when))
+
+
+def created_time(text: str) -> datetime:
+    """A manifest's ``created`` as an aware UTC datetime."""
+    return datetime.strptime(text, CREATED_FORMAT).replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- seal
@@ -307,65 +386,3 @@ def _unique(what: str, values: list[str]) -> None:
     repeated = sorted(v for v, n in Counter(values).items() if n > 1)
     if repeated:
         raise IntegrityError(f"two disks have the same {what} {repeated[0]!r}")
-
-
-# ---------------------------------------------------------------- finding backups
-
-_Kind = Literal["backup", "partial"] | None
-
-
-def is_stamp(name: str) -> bool:
-    """A backup folder's name: its UTC time, ``20261127T042319Z`` (``-2`` on a clash)."""
-    return bool(_STAMP.fullmatch(name))
-
-
-def created_time(text: str) -> datetime:
-    """A manifest's ``created`` as an aware UTC datetime."""
-    return datetime.strptime(text, CREATED_FORMAT).replace(tzinfo=UTC)
-
-
-def find_backups(path: Path) -> list[Path]:
-    """The published backup folders at ``path``: a backup folder, a guest's
-    folder, or a whole destination.  Sorted; never a ``.partial`` folder."""
-    return _scan(path)[0]
-
-
-def find_partials(path: Path) -> list[Path]:
-    """The unpublished ``.partial`` folders (interrupted runs) at ``path``."""
-    return _scan(path)[1]
-
-
-def _scan(path: Path) -> tuple[list[Path], list[Path]]:
-    if not path.exists():
-        raise NotFoundError(f"{path}: no such file or folder")
-    if not path.is_dir():
-        raise NotFoundError(f"{path} is not a folder: give a backup, a guest's folder or a dest")
-    kind = _kind(path)
-    if kind is not None:
-        return ([path], []) if kind == "backup" else ([], [path])
-    found: dict[str, list[Path]] = {"backup": [], "partial": []}
-    for child in _subfolders(path):
-        # a destination's children are guest folders: look one level further
-        for folder in [child] if _kind(child) else _subfolders(child):
-            if kind := _kind(folder):
-                found[kind].append(folder)
-    return sorted(found["backup"]), sorted(found["partial"])
-
-
-def _kind(folder: Path) -> _Kind:
-    """A backup holds a manifest, or (if the manifest was lost) is named like one
-    and holds only files; a ``.partial`` folder is never a backup."""
-    if folder.name.endswith(PARTIAL_SUFFIX):
-        return "partial"
-    if (folder / MANIFEST).exists():
-        return "backup"
-    if _STAMP.fullmatch(folder.name) and not _subfolders(folder):
-        return "backup"
-    return None
-
-
-def _subfolders(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir())
-    except OSError as exc:
-        raise NotFoundError(f"cannot list {folder}: {exc.strerror}") from exc

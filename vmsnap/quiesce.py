@@ -7,13 +7,13 @@ honoured once the guest has been thawed or resumed.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError, UsageError
+from vmsnap.environment import env_number
+from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError
 from vmsnap.journal import GuestEntry, Journal
 from vmsnap.models import QuiesceMode
 from vmsnap.signals import GATE
@@ -27,14 +27,7 @@ THAW_PAUSE = 0.5  # seconds between attempts to thaw after a freeze timed out
 
 def agent_timeout() -> int:
     """``VMSNAP_AGENT_TIMEOUT`` tunes it (the agent tests use it)."""
-    text = os.environ.get("VMSNAP_AGENT_TIMEOUT", str(AGENT_TIMEOUT))
-    try:
-        seconds = int(text)
-    except ValueError:
-        seconds = 0
-    if seconds < 1:
-        raise UsageError(f"VMSNAP_AGENT_TIMEOUT={text!r} is not a whole number of seconds")
-    return seconds
+    return int(env_number("VMSNAP_AGENT_TIMEOUT", AGENT_TIMEOUT, 1, whole=True))
 
 
 @dataclass

@@ -62,7 +62,7 @@ def check_snapshot_valid(snap: LogicalVolume) -> None:
     if snap.is_thin:
         return
     now = lvm.find_volume(snap.vg, snap.name)
-    if now is None or now.snapshot_invalid:
+    if now is None or lvm.is_invalid(now):
         raise IntegrityError(
             f"snapshot {snap.full_name} overflowed its {human_size(snap.size)} of COW space "
             "while it was read; its data is lost and nothing was published",

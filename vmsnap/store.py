@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,8 @@ from vmsnap.errors import DestinationError
 PARTIAL_SUFFIX = ".partial"
 MANIFEST = "manifest.json"
 DOMAIN_XML = "domain.xml"
+STAMP_FORMAT = "%Y%m%dT%H%M%SZ"  # a backup folder's name: its UTC time
+_STAMP = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
 
 
 def safe_component(name: str) -> str:
@@ -34,7 +37,12 @@ def safe_component(name: str) -> str:
 
 
 def timestamp(now: float | None = None) -> str:
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return time.strftime(STAMP_FORMAT, time.gmtime(now))
+
+
+def is_stamp(name: str) -> bool:
+    """A backup folder's name: its UTC time, ``20261127T042319Z`` (``-2`` on a clash)."""
+    return bool(_STAMP.fullmatch(name))
 
 
 def check_destination(dest: Path) -> None:

@@ -237,7 +237,7 @@ def backup_folders(paths: Sequence[Path]) -> list[Path]:
     """
     folders: dict[Path, Path] = {}
     for path in paths:
-        found = sorted(manifest.find_backups(path) + manifest.find_partials(path))
+        found = sorted(catalog.find_backups(path) + catalog.find_partials(path))
         if not found:
             raise NotFoundError(f"{path}: no backups there")
         for folder in found:

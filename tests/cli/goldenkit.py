@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vmsnap.backup import DiskPlan, GuestPlan, GuestResult
+from vmsnap.backup import GuestResult
 from vmsnap.checkpoint import Checkpoint, CheckpointDisk
 from vmsnap.cleanup import CleanupReport
 from vmsnap.clone import CloneResult
 from vmsnap.errors import NoSpaceError
 from vmsnap.journal import GuestEntry
+from vmsnap.lvwrite import RestoredDisk
 from vmsnap.models import Disk, DiskSpec, Guest, LogicalVolume, QuiesceMode
 from vmsnap.quiesce import Window
-from vmsnap.restore import RestoredDisk
+from vmsnap.snapshots import DiskPlan, GuestPlan
 from vmsnap.snapstream import DiskResult
 
 MiB = 1 << 20
@@ -109,9 +110,11 @@ def CLEANUP_UNRESOLVED() -> CleanupReport:  # noqa: N802 - a fresh value each ti
 
 
 RESTORED = [
-    RestoredDisk("vda", "vg0/web01-root-restored", "/dev/vg0/web01-root-restored", 64 * MiB,
-                 "ab" * 32, True, False),
-    RestoredDisk("vdb", "vg0/data", "/dev/vg0/data", 32 * MiB, "ef" * 32, False, True),
+    RestoredDisk(target="vda", volume="vg0/web01-root-restored",
+                 path="/dev/vg0/web01-root-restored", size=64 * MiB, chunk_sha256="ab" * 32,
+                 created=True, sparse=False),
+    RestoredDisk(target="vdb", volume="vg0/data", path="/dev/vg0/data", size=32 * MiB,
+                 chunk_sha256="ef" * 32, created=False, sparse=True),
 ]  # fmt: skip
 
 CLONE_RESULT = CloneResult(

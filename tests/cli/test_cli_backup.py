@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
-from clikit import PYTHON, Main, no_traceback, one_line_error, vmsnap
+from clikit import NODE_XML, PYTHON, Main, no_traceback, one_line_error, vmsnap
 
 from vmsnap.errors import ExitCode
 
@@ -156,3 +157,102 @@ def test_backup_without_lvm_tools(uri: str, dest: Path, extra: list[str]) -> Non
         "vmsnap: error: lvs: command not found (install the lvm2 package)"
     )
     assert list(dest.iterdir()) == []
+
+
+# ---------------------------------------------------------------- leaving guests out of --all
+
+NOT_LV_GUESTS = """\
+  <domain type='kvm'><name>files01</name><memory>524288</memory><os><type>hvm</type></os>
+    <devices><disk type='file' device='disk'><source file='/var/lib/libvirt/images/f.qcow2'/>\
+<target dev='vda' bus='virtio'/></disk>
+      <disk type='file' device='cdrom'><source file='/iso/x.iso'/><target dev='hdc'/>\
+<readonly/></disk></devices></domain>
+  <domain type='kvm'><name>empty01</name><memory>524288</memory><os><type>hvm</type></os>
+    <devices></devices></domain>
+"""
+
+
+@pytest.fixture
+def mixed_uri(tmp_path: Path) -> str:
+    """The usual guests (their block disks are no LVs on this host) and two that
+    have no LV disk at all: qcow2 only, and no disk."""
+    node = tmp_path / "mixed.xml"
+    node.write_text(NODE_XML.replace("<node>\n", "<node>\n" + NOT_LV_GUESTS))
+    return f"test://{node}"
+
+
+def backup_all(main: Main, uri: str, dest: Path, *extra: str) -> tuple[int, list[Any], str]:
+    code, out, err = main("backup", "--all", "--dry-run", "--json", "--dest", str(dest),
+                          "-c", uri, *extra)  # fmt: skip
+    return code, json.loads(out) if out else [], err
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_all_leaves_out_a_guest_without_any_lv_disk(main: Main, mixed_uri: str, dest: Path) -> None:
+    """One qcow2-only or diskless guest no longer fails every --all run."""
+    code, doc, _err = backup_all(
+        main, mixed_uri, dest, "--exclude-guest", "web01", "--exclude-guest", "db01"
+    )
+    assert code == ExitCode.OK
+    skipped = {r["name"]: r["skipped"] for r in doc}
+    assert skipped == {
+        "db01": "excluded",
+        "empty01": "no LV disk (no disks)",
+        "files01": "no LV disk (file, not an LV)",
+        "web01": "excluded",
+    }
+    assert all(r["ok"] and r["error"] is None and r["plan"] is None for r in doc)
+    code, out, _err = main("backup", "--all", "--dry-run", "--dest", str(dest), "-c", mixed_uri)
+    assert code == ExitCode.UNSUPPORTED_DISK  # web01 and db01: a block device that is no LV fails
+    assert "files01: left out: no LV disk (file, not an LV)" in out
+    assert "web01: FAILED" in out
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_a_guest_named_without_any_lv_disk_still_fails(
+    main: Main, mixed_uri: str, dest: Path
+) -> None:
+    code, out, _err = main("backup", "files01", "--dry-run", "--dest", str(dest), "-c", mixed_uri)
+    assert code == ExitCode.UNSUPPORTED_DISK
+    assert out.startswith("files01: FAILED")
+
+
+def test_exclude_guest_of_an_unknown_guest_is_a_usage_error(
+    main: Main, uri: str, dest: Path
+) -> None:
+    code, doc, err = backup_all(main, uri, dest, "--exclude-guest", "webo1")
+    assert code == ExitCode.USAGE
+    assert doc["message_type"] == "exit_error"
+    assert doc["exit_code"] == ExitCode.USAGE
+    assert "--exclude-guest names no guest libvirt knows: webo1" in one_line_error(err)
+
+
+def test_exclude_guest_goes_with_all(main: Main, uri: str, dest: Path) -> None:
+    code, _out, err = main(
+        "backup", "web01", "--exclude-guest", "db01", "--dest", str(dest), "-c", uri
+    )
+    assert code == ExitCode.USAGE
+    assert "--exclude-guest goes with --all" in one_line_error(err)
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_the_configuration_file_skips_a_guest_under_all(
+    main: Main, mixed_uri: str, dest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "vmsnap.toml"
+    conf.write_text("[guests.web01]\nskip = true\n[guests.db01]\nskip = true\n")
+    monkeypatch.setenv("VMSNAP_CONFIG", str(conf))
+    code, doc, _err = backup_all(main, mixed_uri, dest)
+    assert code == ExitCode.OK
+    assert {r["name"]: r["skipped"] for r in doc}["web01"] == "excluded"
+    code, _out, _err = main("backup", "web01", "--dry-run", "--dest", str(dest), "-c", mixed_uri)
+    assert code == ExitCode.UNSUPPORTED_DISK  # named: backed up (and here it fails)
+    conf.write_text("[guests.webo1]\nskip = true\n")
+    code, doc, err = backup_all(main, mixed_uri, dest)
+    assert code == ExitCode.USAGE
+    assert "webo1" in one_line_error(err)
+    conf.write_text('[guests.web01]\nskip = "yes"\n')
+    code, doc, err = backup_all(main, mixed_uri, dest)
+    assert code == ExitCode.USAGE
+    assert "guests.web01.skip: must be true or false" in one_line_error(err)

@@ -112,14 +112,20 @@ def test_cannot_connect_says_one_line() -> None:
     one_line_error(run.stderr)
 
 
-def test_list_without_lvm_tools_warns_and_works(uri: str, tmp_path: Path) -> None:
+def test_list_without_lvm_tools_says_lvm_failed(uri: str) -> None:
+    """Not exit 0 with every LV disk called "not an LV" (LVM itself failed)."""
+    env = dict(os.environ, PATH="/nonexistent")
+    run = vmsnap("list", "--connect", uri, env=env, argv0=(PYTHON, "-m", "vmsnap"))
+    assert run.returncode == ExitCode.LVM == 6
+    assert run.stdout == b""
+    assert one_line_error(run.stderr) == (
+        "vmsnap: error: lvs: command not found (install the lvm2 package)"
+    )
+
+
+def test_list_json_without_lvm_tools_is_an_error_document(uri: str) -> None:
     env = dict(os.environ, PATH="/nonexistent")
     run = vmsnap("list", "--connect", uri, "--json", env=env, argv0=(PYTHON, "-m", "vmsnap"))
-    assert run.returncode == 0, run.stderr
-    assert [g["name"] for g in json.loads(run.stdout)] == ["db01", "web01"]
-    text = run.stderr.decode()
-    assert "Traceback" not in text
-    (warning,) = text.splitlines()
-    assert "WARNING" in warning
-    assert "LVM unavailable" in warning
-    assert "lvs: command not found" in warning
+    assert run.returncode == ExitCode.LVM
+    assert json.loads(run.stdout)["exit_code"] == ExitCode.LVM
+    one_line_error(run.stderr)

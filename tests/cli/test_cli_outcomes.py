@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from clikit import Main, one_line_error
+from clikit import VMSNAP, Main, one_line_error, vmsnap
 from goldenkit import GUEST_RESULTS
+from test_cli_manpage import COMMANDS
 
-from vmsnap import backup, retention
-from vmsnap.errors import ExitCode
+from vmsnap import backup, image, retention
+from vmsnap.errors import ExitCode, IntegrityError, TruncatedError
+from vmsnap.image import StreamStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import flip_bit, make_backup
@@ -120,3 +125,86 @@ def test_backups_json_gives_each_guest_its_newest_good_backups_age(main: Main, d
     assert guest["backups"][0]["age_seconds"] is not None  # the bad one's own age
     assert guest["newest_good"] == "20261101T020000Z"
     assert guest["newest_good_age_seconds"] == guest["backups"][1]["age_seconds"]
+
+
+# ---------------------------------------------------------------- a closed pipe
+
+
+def closed_pipe(*args: str) -> tuple[int, bytes]:
+    """Run vmsnap with its stdout a pipe nobody reads (``vmsnap ... | head``)."""
+    proc = subprocess.Popen([VMSNAP, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()
+    with proc.stderr:
+        err = proc.stderr.read()
+    return proc.wait(timeout=60), err
+
+
+def test_a_closed_stdout_pipe_is_a_quiet_141(uri: str) -> None:
+    code, err = closed_pipe("list", "--connect", uri, "--json")
+    assert (code, err) == (128 + signal.SIGPIPE, b"")
+
+
+def test_image_dump_into_a_closed_pipe_is_a_quiet_141(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3 << 20))
+    code, err = closed_pipe("image", "dump", "--no-progress", str(src), "-")
+    assert (code, err) == (141, b"")  # was 9 and "cannot write -: Broken pipe"
+
+
+# ---------------------------------------------------------------- help and parser words
+
+PYTHON_TYPES = re.compile(r"<(list\[|str>|int|float|path>|Path)|\{[a-zA-Z_]+\}|\[default: 0\]")
+
+
+@pytest.mark.parametrize("name", [n for n, _c in COMMANDS] + [""])
+def test_help_shows_no_python_types(main: Main, name: str) -> None:
+    code, out, _err = main(*name.split(), "--help")
+    assert code == 0
+    assert not PYTHON_TYPES.search(out), PYTHON_TYPES.findall(out)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["backup", "--level", "0", "x"], "Invalid value for '--level': must be 1 or more"),
+        (["backup", "--level", "20", "x"], "Invalid value for '--level': must be 19 or less"),
+        (["backup", "--level", "x", "x"], "Invalid value for '--level': not a whole number"),
+        (["checkpoint", "watch", "--threshold", "x"], "'--threshold': not a number"),
+        (["backup", "--quiesce", "bad", "x"], "'--quiesce': 'bad' is not one of 'auto', "),
+    ],
+)
+def test_parser_errors_are_plain_words(args: list[str], words: str) -> None:
+    run = vmsnap(*args)
+    assert run.returncode == ExitCode.USAGE
+    err = run.stderr.decode()
+    assert words in err
+    assert "Input should" not in err
+    assert "Value error" not in err
+
+
+# ---------------------------------------------------------------- hints that fit
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_clone_of_a_template_with_a_non_lv_disk_suggests_no_exclude(main: Main, uri: str) -> None:
+    code, _out, err = main("clone", "web01", "web09", "-c", uri)
+    assert code == ExitCode.UNSUPPORTED_DISK
+    line = one_line_error(err)
+    assert "--exclude" not in line  # clone has no --exclude
+    assert "each must be an LV" in line
+
+
+def test_backup_without_guests_or_all_does_not_say_not_both(main: Main, dest: Path) -> None:
+    code, _out, err = main("backup", "--dest", str(dest))
+    assert code == ExitCode.USAGE
+    assert one_line_error(err) == "vmsnap: error: name the guests to back up, or pass --all"
+
+
+def test_an_image_too_long_is_not_called_truncated() -> None:
+    stats = StreamStats(size=200, chunk_sha256="", compressed_size=1)
+    with pytest.raises(IntegrityError, match=r"200 bytes, 100 expected \(too long\)$"):
+        image.check(stats, expected_size=100, expected_digest=None)
+    with pytest.raises(TruncatedError, match=r"\(truncated\?\)$"):
+        image.check(stats, expected_size=300, expected_digest=None)

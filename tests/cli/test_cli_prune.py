@@ -12,6 +12,7 @@ from clikit import Main, one_line_error
 
 from vmsnap import backup
 from vmsnap.errors import ExitCode
+from vmsnap.hooks import NO_HOOKS
 from vmsnap.models import SizeSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -102,9 +103,16 @@ def test_prune_unknown_guest_is_not_found(main: Main, dest: Path) -> None:
     assert "no backups of web99" in one_line_error(err)
 
 
-def test_prune_missing_dest_is_not_found(main: Main, tmp_path: Path) -> None:
-    code, _out, _err = main("prune", "--dest", str(tmp_path / "nope"), "--keep-last", "1")
-    assert code == ExitCode.NOT_FOUND
+@pytest.mark.parametrize("command", [["prune", "--keep-last", "1"], ["backups"]])
+def test_a_missing_dest_is_a_destination_error(
+    main: Main, tmp_path: Path, command: list[str]
+) -> None:
+    """The same status as backup's (9), not 3."""
+    code, _out, err = main(*command, "--dest", str(tmp_path / "nope"))
+    assert code == ExitCode.DESTINATION
+    assert one_line_error(err) == (
+        f"vmsnap: error: destination {tmp_path / 'nope'} does not exist (create it first)"
+    )
 
 
 def test_prune_waits_for_the_run_lock(
@@ -329,3 +337,38 @@ def test_libvirt_default_uri_wins_over_the_files_connect(
     code, _out, err = main("list", "web01")
     assert code == ExitCode.NOT_FOUND
     assert "web01" in one_line_error(err)
+
+
+def test_backups_and_prune_say_which_links_they_ignore(
+    main: Main, dest: Path, tmp_path: Path
+) -> None:
+    """One link policy with verify: never followed, and named (it was silent)."""
+    backups(dest, stamps=STAMPS[:1])
+    outside = backups(tmp_path / "outside", "db01", STAMPS[:2])
+    (dest / "db01").symlink_to(outside[0].parent)
+    for args in (["backups"], ["prune", "--keep-last", "1"]):
+        code, out, err = main(*args, "--dest", str(dest))
+        assert code == ExitCode.OK
+        assert "db01" not in out
+        assert f"{dest / 'db01'}: ignored, a symbolic link" in err
+    assert present(tmp_path / "outside", "db01") == STAMPS[:2]
+    code, _out, err = main("backups", "--dest", str(dest), "db01")
+    assert code == ExitCode.NOT_FOUND
+    assert "is a symbolic link, not followed" in one_line_error(err)
+
+
+def test_the_environment_is_read_by_the_cli_not_by_the_settings(
+    main: Main, monkeypatch: pytest.MonkeyPatch, dest: Path, uri: str
+) -> None:
+    """The VMSNAP_* tunables reach the core through the settings the CLI builds;
+    a settings class reads nothing behind a default."""
+    monkeypatch.setenv("VMSNAP_GUARD_INTERVAL", "0.5")
+    monkeypatch.setenv("VMSNAP_HOOK_TIMEOUT", "12")
+    settings = captured_settings(main, monkeypatch, "--all", "--dest", str(dest), "-c", uri)
+    assert (settings.guard.interval, settings.hooks.timeout) == (0.5, 12.0)
+    bare = backup.BackupSettings(dest=dest, hooks=NO_HOOKS)
+    assert (bare.guard.interval, bare.hooks.directory) == (1.0, None)
+    monkeypatch.setenv("VMSNAP_GUARD_INTERVAL", "0")
+    code, _out, err = main("backup", "--all", "--dest", str(dest), "-c", uri)
+    assert code == ExitCode.USAGE
+    assert "VMSNAP_GUARD_INTERVAL='0' must be at least 0.1" in one_line_error(err)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from clikit import Main, one_line_error
 
 from vmsnap.errors import ExitCode
@@ -82,3 +83,32 @@ def test_clone_onto_an_existing_name(main: Main, uri: str) -> None:
     code, _out, err = main("clone", "web01", "db01", "--connect", uri)
     assert code in (ExitCode.USAGE, ExitCode.UNSUPPORTED_DISK)
     one_line_error(err)
+
+
+def test_restore_waits_for_the_run_lock(
+    main: Main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore is a job like the others: a prune must not remove the backup
+    it reads, nor a backup's cleanup mistake its journal for a dead run's."""
+    from vmsnap import lock  # noqa: PLC0415 - only this test shortens the wait
+
+    folder = make_backup(tmp_path / "dest", "web01")
+    monkeypatch.setattr(lock, "DEFAULT_WAIT", 0.3)
+    with lock.run_lock(wait=0.3):
+        code, _out, err = main("restore", str(folder), "--vg", "vg0")
+    assert code == ExitCode.LOCKED
+    assert "another vmsnap run holds" in one_line_error(err)
+
+
+def test_verify_never_follows_a_link_inside_the_destination(main: Main, tmp_path: Path) -> None:
+    """It used to verify a linked backup folder and write verified.json outside."""
+    dest = tmp_path / "dest"
+    make_backup(dest, "web01")
+    outside = make_backup(tmp_path / "outside", "db01")
+    (dest / "db01").symlink_to(outside.parent)
+    code, out, err = main("verify", str(dest))
+    assert code == ExitCode.OK
+    assert "db01" not in out
+    assert f"{dest / 'db01'}: ignored, a symbolic link" in err
+    assert not (outside / "verified.json").exists()
+    assert (dest / "web01" / "20261127T042319Z" / "verified.json").exists()

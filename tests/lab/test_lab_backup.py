@@ -26,6 +26,7 @@ from labkit import (
 
 from vmsnap import backup, virt
 from vmsnap.errors import Interrupted
+from vmsnap.hooks import NO_HOOKS
 from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import NoProgress
 
@@ -116,7 +117,7 @@ def test_origin_written_during_copy(lab: Lab, tmp_path: Path, thin: bool) -> Non
     dest.mkdir()
     # room for every block the writer changes (the overflow guard has its own tests)
     settings = backup.BackupSettings(
-        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(percent=100)
+        dest=dest, hooks=NO_HOOKS, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(percent=100)
     )
     with virt.connection(uri) as conn:
         results = backup.backup(conn, ["busy"], settings, _WriteOriginOnce(origin, size))
@@ -141,7 +142,9 @@ def test_cow_overflow_fails_cleanly(lab: Lab, tmp_path: Path) -> None:
     uri = node_uri(tmp_path, [domain_xml("ovf", [disk_xml("vda", origin)])])
     dest = tmp_path / "dest"
     dest.mkdir()
-    settings = backup.BackupSettings(dest=dest, snapshot_size=SizeSpec(size=4 << 20))
+    settings = backup.BackupSettings(
+        dest=dest, hooks=NO_HOOKS, snapshot_size=SizeSpec(size=4 << 20)
+    )
     with virt.connection(uri) as conn:
         results = backup.backup(conn, ["ovf"], settings, _WriteOriginOnce(origin, 16 * MiB))
     assert not results[0].ok
@@ -156,7 +159,7 @@ def test_interrupt_mid_stream_removes_everything(lab: Lab, tmp_path: Path) -> No
     uri = node_uri(tmp_path, [domain_xml("g", [disk_xml("vda", a), disk_xml("vdb", b)])])
     dest = tmp_path / "dest"
     dest.mkdir()
-    settings = backup.BackupSettings(dest=dest, quiesce=QuiesceMode.PAUSE)
+    settings = backup.BackupSettings(dest=dest, hooks=NO_HOOKS, quiesce=QuiesceMode.PAUSE)
     with virt.connection(uri) as conn:
         with pytest.raises(Interrupted):
             backup.backup(conn, ["g"], settings, _InterruptMidStream())
@@ -171,7 +174,7 @@ def test_paused_guest_stays_paused(lab: Lab, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     for mode in (QuiesceMode.AUTO, QuiesceMode.PAUSE, QuiesceMode.FREEZE):
-        settings = backup.BackupSettings(dest=dest, quiesce=mode)
+        settings = backup.BackupSettings(dest=dest, hooks=NO_HOOKS, quiesce=mode)
         with virt.connection(uri) as conn:
             results = backup.backup(conn, ["p"], settings, NoProgress())
             assert conn.domain("p").state() == "paused"
@@ -192,3 +195,42 @@ def test_dry_run_changes_nothing(lab: Lab, tmp_path: Path) -> None:
     assert f"{VG}/dry" in run.stdout
     assert lv_names() == before
     assert list(dest.iterdir()) == []
+
+
+def test_backup_all_leaves_out_guests_without_lvs_and_excluded_ones(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Defect 11: a qcow2-only or diskless guest no longer fails every --all run,
+    and --exclude-guest leaves a whole guest out; the rest is backed up on real LVM."""
+    disk = lab.lv("keep-root", 8)
+    skipped_disk = lab.lv("skip-root", 8)
+    image = tmp_path / "files01.qcow2"
+    image.write_bytes(b"QFI\xfb" + bytes(508))
+    uri = node_uri(
+        tmp_path,
+        [
+            domain_xml("keep", [disk_xml("vda", disk)]),
+            domain_xml("files01", [disk_xml("vda", str(image), kind="file")]),
+            domain_xml("empty01", []),
+            domain_xml("desktop", [disk_xml("vda", skipped_disk)]),
+        ],
+    )
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    run = vmsnap("backup", "--all", "--exclude-guest", "desktop", "--dest", str(dest),
+                 "--connect", uri, "--quiesce", "pause", "--json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    doc = {r["name"]: r for r in json.loads(run.stdout)}
+    assert {n: r["skipped"] for n, r in doc.items()} == {
+        "keep": None,
+        "files01": "no LV disk (file, not an LV)",
+        "empty01": "no LV disk (no disks)",
+        "desktop": "excluded",
+    }
+    assert doc["keep"]["ok"]
+    assert doc["keep"]["directory"]
+    assert sorted(p.name for p in dest.iterdir()) == ["keep"]
+    assert zstd_sha(only_backup(dest, "keep") / "vda.img.zst") == sha256_of(disk)
+    assert not lv_names("@vmsnap")
+    named = vmsnap("backup", "files01", "--dest", str(dest), "--connect", uri)
+    assert named.returncode == 4  # named on the command line: it still fails

@@ -25,10 +25,8 @@ from labkit import vmsnap as run_vmsnap
 
 from vmsnap import checkpoint, cleanup, lvm, virt
 from vmsnap.errors import DestinationError, IntegrityError
-from vmsnap.hooks import Hooks
+from vmsnap.hooks import NO_HOOKS
 from vmsnap.models import QuiesceMode, SizeSpec
-
-NO_HOOKS = Hooks(directory=None)
 
 
 def settings(label: str, **kw: object) -> checkpoint.CreateSettings:
@@ -72,8 +70,8 @@ def test_rollback_restores_checkpoint_time_bytes_thick_and_thin(lab: Lab, tmp_pa
         assert listed.disks[1].pool_fill is not None
 
         with pytest.raises(DestinationError, match="needs the guest shut off"):
-            checkpoint.rollback(conn, "up", "pre", hooks_settings=NO_HOOKS)
-        done = checkpoint.rollback(conn, "up", None, shutdown=True, hooks_settings=NO_HOOKS)
+            checkpoint.rollback(conn, "up", "pre", hooks=NO_HOOKS)
+        done = checkpoint.rollback(conn, "up", None, shutdown=True, hooks=NO_HOOKS)
         assert done.label == "pre"
         assert conn.domain("up").state() == "shutoff"
     assert {p: sha256_of(p) for p in (thick, thin)} == before
@@ -89,7 +87,7 @@ def test_release_removes_the_snapshots_and_keeps_the_changes(lab: Lab, tmp_path:
         checkpoint.create(conn, "rel", settings("ok"))
         write_device(thick, pattern("kept", 8 * MiB))
         after = sha256_of(thick)
-        released = checkpoint.release(conn, "rel", "ok", NO_HOOKS)
+        released = checkpoint.release(conn, "rel", "ok", hooks=NO_HOOKS)
     assert len(released.disks) == 1
     assert not checkpoint_lvs()
     assert sha256_of(thick) == after
@@ -109,9 +107,9 @@ def test_overflowed_checkpoint_is_invalid_and_rollback_is_refused(lab: Lab, tmp_
         assert report.error is not None
         assert "overflowed" in str(report.error)
         with pytest.raises(IntegrityError, match=r"overflowed .* lost"):
-            checkpoint.rollback(conn, "ovf", "small", shutdown=True, hooks_settings=NO_HOOKS)
+            checkpoint.rollback(conn, "ovf", "small", shutdown=True, hooks=NO_HOOKS)
         assert conn.domain("ovf").state() == "running"  # refused before any shutdown
-        checkpoint.release(conn, "ovf", None, NO_HOOKS)
+        checkpoint.release(conn, "ovf", None, hooks=NO_HOOKS)
     assert not checkpoint_lvs()
 
 
@@ -135,7 +133,7 @@ def test_watch_extends_a_filling_snapshot_and_releases_an_expired_one(
         (grown,) = checkpoint.guest_checkpoints(conn, "wat")
         assert grown.disks[0].snapshot.size > 4 * MiB
         assert checkpoint.guest_checkpoints(conn, "old") == []
-        checkpoint.release(conn, "wat", "grow", NO_HOOKS)
+        checkpoint.release(conn, "wat", "grow", hooks=NO_HOOKS)
 
 
 def test_cli_create_list_rollback(lab: Lab, tmp_path: Path) -> None:

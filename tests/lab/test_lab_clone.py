@@ -21,6 +21,7 @@ from labkit import (
 )
 
 from vmsnap import clone, virt
+from vmsnap.hooks import NO_HOOKS
 from vmsnap.progress import NoProgress
 
 MAC = "52:54:00:12:34:56"
@@ -54,7 +55,7 @@ def check_new_xml(xml: str, old_uuid: str, name: str) -> None:
 def test_clone_from_live_template(lab: Lab, tmp_path: Path) -> None:
     uri, disks = template(lab, tmp_path)
     sums = {t: sha256_of(p) for t, p in disks.items()}
-    settings = clone.CloneSettings(source="tpl", new_name="web02")
+    settings = clone.CloneSettings(source="tpl", new_name="web02", hooks=NO_HOOKS)
     with virt.connection(uri) as conn:
         old_uuid = conn.domain("tpl").uuid
         result = clone.clone(conn, settings, NoProgress())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -25,6 +24,8 @@ from labkit import (
 )
 
 from vmsnap import backup, virt
+from vmsnap.guard import GuardSettings
+from vmsnap.hooks import NO_HOOKS
 from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import NoProgress
 
@@ -43,7 +44,6 @@ class _SlowWriter(NoProgress):
 
 
 def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> None:
-    os.environ["VMSNAP_GUARD_INTERVAL"] = "0.2"
     origin = lab.lv("grow", 32)
     before = sha256_of(origin)
     before_digest = chunk_sha256_of(origin)
@@ -51,13 +51,14 @@ def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> N
     dest = tmp_path / "dest"
     dest.mkdir()
     settings = backup.BackupSettings(
-        dest=dest, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(size=4 * MiB)
+        dest=dest,
+        hooks=NO_HOOKS,
+        quiesce=QuiesceMode.PAUSE,
+        snapshot_size=SizeSpec(size=4 * MiB),
+        guard=GuardSettings(interval=0.2),
     )
-    try:
-        with virt.connection(uri) as conn:
-            results = backup.backup(conn, ["grow"], settings, _SlowWriter(origin))
-    finally:
-        del os.environ["VMSNAP_GUARD_INTERVAL"]
+    with virt.connection(uri) as conn:
+        results = backup.backup(conn, ["grow"], settings, _SlowWriter(origin))
     assert results[0].ok, results[0].error
     assert results[0].directory is not None
     manifest = json.loads((results[0].directory / "manifest.json").read_text())

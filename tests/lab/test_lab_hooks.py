@@ -145,7 +145,7 @@ def test_checkpoint_hooks_and_a_vetoed_checkpoint(lab: Lab, tmp_path: Path, hook
                 "upgrading",
                 checkpoint.CreateSettings(label="x", quiesce=QuiesceMode.PAUSE, hooks=with_hooks),
             )
-        checkpoint.rollback(conn, "cp", "pre", shutdown=True, hooks_settings=with_hooks)
+        checkpoint.rollback(conn, "cp", "pre", shutdown=True, hooks=with_hooks)
     assert not lv_names("@vmsnap") | lv_names("@vmsnap_checkpoint")
     seen = records(log)
     assert [(r[2], r[4]) for r in seen] == [

@@ -1,6 +1,6 @@
 """Backup folders built by hand, as ``vmsnap backup`` writes them: real zstd
 images from ``image.compress`` and a sealed manifest with the fields of
-``backup.manifest()``; and ways to damage them."""
+``manifest.build()``; and ways to damage them."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def disk_data(seed: int = 0) -> bytes:
 
 
 def manifest_doc(guest: str, disks: list[dict[str, Any]]) -> dict[str, Any]:
-    """An unsealed manifest, member for member as backup.manifest() makes it."""
+    """An unsealed manifest, member for member as manifest.build() makes it."""
     return {
         "format": "vmsnap-backup",
         "format_version": 2,

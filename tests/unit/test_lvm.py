@@ -390,3 +390,35 @@ def test_a_new_volume_is_asked_for_in_whole_sectors(size: int, sized: str) -> No
     # lvcreate refuses a byte count that is not a whole number of sectors
     assert lvm.create_volume_argv("vg0", "new", size, None)[5] == sized
     assert lvm.create_volume_argv("vg0", "new", size, "pool")[5] == sized
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+@pytest.mark.parametrize(
+    ("n", "unit", "up"), [(0, 512, 0), (1, 512, 512), (512, 512, 512), (513, 512, 1024)]
+)
+def test_round_up_to_a_whole_unit(n: int, unit: int, up: int) -> None:
+    assert lvm.round_up(n, unit) == up
+
+
+def test_a_growth_step_is_a_share_of_the_origin_in_whole_extents() -> None:
+    mib = 1 << 20
+    assert lvm.growth_step(100 * mib, 4 * mib) == 20 * mib
+    assert lvm.growth_step(101 * mib, 4 * mib) == 24 * mib  # 20.2 MiB up to 6 extents
+    assert lvm.growth_step(4 * mib, 4 * mib) == 4 * mib  # at least one extent
+    assert lvm.growth_step(100 * mib, 4 * mib, share=50.0) == 52 * mib
+
+
+@pytest.mark.parametrize(
+    ("value", "attr", "invalid"),
+    [("0", "swi-a-s---", False), ("1", "swi-a-s---", True), ("0", "swi-I-s---", True)],
+)
+def test_an_overflowed_snapshot_is_invalid(
+    lvs_report: str, value: str, attr: str, invalid: bool
+) -> None:
+    """By the report's flag or, where LVM only marks lv_attr, by its 'I'."""
+    text = _with_field(lvs_report, "snap1", "lv_snapshot_invalid", value)
+    text = _with_field(text, "snap1", "lv_attr", attr)
+    (snap1,) = [v for v in lvm.parse_lvs(text) if v.name == "snap1"]
+    assert lvm.is_invalid(snap1) is invalid

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backupkit import STAMP, edit_manifest, make_backup, manifest_doc, read_manifest
+from backupkit import edit_manifest, make_backup, manifest_doc, read_manifest
 
 from vmsnap import manifest, store
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError
@@ -316,78 +316,51 @@ def test_load_does_not_mutate_what_it_returns(backup: Path) -> None:
     assert manifest.load(backup).quiesce == quiesce
 
 
-# ---------------------------------------------------------------- finding backups
+def test_what_build_writes_load_reads_back(tmp_path: Path) -> None:
+    """The one writer and the one reader of the format agree, member for member."""
+    from vmsnap.models import Guest, QuiesceMode  # noqa: PLC0415 - the writer's inputs
+    from vmsnap.quiesce import Window  # noqa: PLC0415
+    from vmsnap.snapstream import DiskResult  # noqa: PLC0415
 
-
-def partial(guest_folder: Path, stamp: str = "20261128T000000Z") -> Path:
-    folder = guest_folder / f"{stamp}{store.PARTIAL_SUFFIX}"
-    folder.mkdir(parents=True)
-    (folder / "vda.img.zst").write_bytes(b"half")
-    return folder
-
-
-@pytest.fixture
-def dest(tmp_path: Path) -> Path:
-    """Two guests, three backups, one interrupted run, and clutter."""
-    dest = tmp_path / "dest"
-    make_backup(dest, "web01", "20261127T042319Z", {"vda": b"a"})
-    make_backup(dest, "web01", "20261126T042319Z", {"vda": b"b"})
-    make_backup(dest, "db01", "20261127T042319Z-2", {"vda": b"c"})
-    partial(dest / "db01")
-    (dest / "lost+found").mkdir()
-    (dest / "notes.txt").write_text("not a backup")
-    (dest / "web01" / "README").write_text("not a backup")
-    return dest
-
-
-def test_find_backups_in_a_backup_folder(dest: Path) -> None:
-    folder = dest / "web01" / STAMP
-    assert manifest.find_backups(folder) == [folder]
-    assert manifest.find_partials(folder) == []
-
-
-def test_find_backups_in_a_guest_folder(dest: Path) -> None:
-    guest = dest / "web01"
-    assert manifest.find_backups(guest) == [guest / "20261126T042319Z", guest / STAMP]
-    assert manifest.find_partials(guest) == []
-    db = dest / "db01"
-    assert manifest.find_backups(db) == [db / "20261127T042319Z-2"]
-    assert manifest.find_partials(db) == [db / "20261128T000000Z.partial"]
-
-
-def test_find_backups_in_a_destination(dest: Path) -> None:
-    assert manifest.find_backups(dest) == [
-        dest / "db01" / "20261127T042319Z-2",
-        dest / "web01" / "20261126T042319Z",
-        dest / "web01" / STAMP,
+    guest = Guest("wéb01", "6c1b7f3e-2d4a-4f0e-9b8a-3e5d1c2f4a7b", "running", "kvm", ())
+    window = Window(QuiesceMode.AUTO, "freeze", "running", 2, 0.41234, "")
+    disks = [
+        DiskResult("vda", "vg0/root", 1024, "a" * 64, "vda.img.zst", 99, "thick", 4 << 20, 12.5),
+        DiskResult("vdb", "vg0/data", 2048, "b" * 64, "vdb.img.zst", 7, "thin", None),
     ]
-    assert manifest.find_partials(dest) == [dest / "db01" / "20261128T000000Z.partial"]
+    doc = manifest.build(
+        host="kvm1",
+        guest=guest,
+        domain_xml_sha256="c" * 64,
+        created=1795753399.7,
+        window=window,
+        disks=disks,
+        skipped=[("hdc", "cdrom")],
+    )
+    store.write_json(tmp_path / store.MANIFEST, doc)
+    got = manifest.load(tmp_path)
+    assert (got.format_version, got.host, got.created) == (
+        manifest.FORMAT_VERSION,
+        "kvm1",
+        "2026-11-27T04:23:19Z",
+    )
+    assert (got.domain_name, got.domain_uuid, got.hypervisor) == ("wéb01", guest.uuid, "kvm")
+    assert got.domain_xml_sha256 == "c" * 64
+    assert got.quiesce["mode"] == "freeze"
+    assert (got.quiesce["window_seconds"], got.quiesce["frozen_filesystems"]) == (0.412, 2)
+    assert [(d.target, d.volume, d.size, d.image) for d in got.disks] == [
+        ("vda", "vg0/root", 1024, "vda.img.zst"),
+        ("vdb", "vg0/data", 2048, "vdb.img.zst"),
+    ]
+    assert [(d.snapshot_kind, d.snapshot_size) for d in got.disks] == [
+        ("thick", 4 << 20),
+        ("thin", None),
+    ]
+    assert got.skipped == (("hdc", "cdrom"),)
+    assert list(doc)[-1] == manifest.SEAL_KEY
 
 
-def test_a_partial_folder_is_never_a_backup(dest: Path) -> None:
-    folder = dest / "db01" / "20261128T000000Z.partial"
-    (folder / store.MANIFEST).write_text("{}")  # even with a manifest
-    assert manifest.find_backups(folder) == []
-    assert manifest.find_partials(folder) == [folder]
-    assert folder not in manifest.find_backups(dest)
-
-
-def test_a_backup_whose_manifest_was_lost_is_still_found(dest: Path) -> None:
-    folder = dest / "web01" / STAMP
-    (folder / store.MANIFEST).unlink()
-    assert folder in manifest.find_backups(dest)
-    assert manifest.find_backups(folder) == [folder]
-
-
-def test_an_empty_folder_holds_no_backups(tmp_path: Path) -> None:
-    assert manifest.find_backups(tmp_path) == []
-    assert manifest.find_partials(tmp_path) == []
-
-
-@pytest.mark.parametrize("name", ["nowhere", "notes.txt"])
-def test_find_backups_of_a_path_that_is_not_a_folder(dest: Path, name: str) -> None:
-    with pytest.raises(NotFoundError) as info:
-        manifest.find_backups(dest / name)
-    assert info.value.exit_code == ExitCode.NOT_FOUND
-    with pytest.raises(NotFoundError):
-        manifest.find_partials(dest / name)
+def test_the_test_kit_writes_what_build_writes() -> None:
+    """backupkit's hand-made manifests have build()'s members (tests stay honest)."""
+    assert manifest_doc("web01", [])["format_version"] == manifest.FORMAT_VERSION
+    assert manifest_doc("web01", [])["format"] == manifest.FORMAT

@@ -7,8 +7,12 @@ exit codes.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +31,7 @@ from vmsnap.cli import (
     cmd_restore,
     jsondoc,
 )
+from vmsnap.cli.params import Command
 from vmsnap.cli.session import Session
 from vmsnap.console import close_log_file, setup_logging, to_log_file
 from vmsnap.errors import EXIT_MEANINGS, ExitCode, Interrupted, VmsnapError
@@ -89,8 +94,24 @@ COMMANDS: tuple[tuple[typer.Typer, str, Callable[..., None]], ...] = (
 )
 """Every command, in the order --help lists them: (group, name, function)."""
 
+
+class _StdoutClosed(Exception):
+    """A BrokenPipeError on its way past typer (which would make it exit 1)."""
+
+
+def _pipe_guarded(function: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            function(*args, **kwargs)
+        except BrokenPipeError as exc:
+            raise _StdoutClosed from exc
+
+    return run
+
+
 for _group, _name, _function in COMMANDS:
-    _group.command(_name, epilog=EXIT_STATUS)(_function)
+    _group.command(_name, epilog=EXIT_STATUS, cls=Command)(_pipe_guarded(_function))
 app.add_typer(image_app, name="image")
 app.add_typer(checkpoint_app, name="checkpoint")
 
@@ -134,7 +155,8 @@ def _root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output.")
+        int,
+        typer.Option("--verbose", "-v", count=True, show_default=False, help="More log output."),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
     version: Annotated[  # noqa: ARG001 - handled by its eager callback
@@ -173,22 +195,49 @@ def _report(session: Session, exc: BaseException, code: int) -> int:
 def _run(argv: list[str], session: Session) -> int:
     GATE.install()
     try:
+        code = _invoke(argv, session)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _broken_pipe()
+    if code == 0 and GATE.pending is not None:
+        return 128 + GATE.pending
+    return code
+
+
+def _invoke(argv: list[str], session: Session) -> int:
+    """The command's exit status: its own, or its error's."""
+    try:
         app(args=argv, prog_name="vmsnap", obj=session)  # usage errors exit 2 by themselves
     except SystemExit as exc:
-        code = _status(exc.code)
+        return _status(exc.code)
     except Interrupted as exc:
         return _report(session, exc, 128 + exc.signum)
     except KeyboardInterrupt:  # only before the gate is installed
         return _report(session, Interrupted(2), 130)
-    except VmsnapError as exc:
-        return _report(session, exc, int(exc.exit_code))
     except Exception as exc:  # noqa: BLE001 - the last resort: report, never a bare traceback
-        return _report(session, exc, ExitCode.INTERNAL)
-    finally:
-        sys.stdout.flush()
-    if code == 0 and GATE.pending is not None:
-        return 128 + GATE.pending
-    return code
+        if _is_broken_pipe(exc):
+            return _broken_pipe()
+        code = exc.exit_code if isinstance(exc, VmsnapError) else ExitCode.INTERNAL
+        return _report(session, exc, int(code))
+    return 0
+
+
+def _is_broken_pipe(exc: BaseException | None) -> bool:
+    """The reader of stdout went away (``vmsnap ... | head``), maybe under a wrapping error."""
+    while exc is not None:
+        if isinstance(exc, BrokenPipeError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _broken_pipe() -> int:
+    """Exit quietly as a program killed by SIGPIPE would (141), with stdout
+    pointed at /dev/null so that nothing complains at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def _status(code: Any) -> int:

@@ -9,7 +9,7 @@ import typer
 
 from vmsnap.cli import jsondoc
 from vmsnap.cli.cmd_dest import prune_errors
-from vmsnap.cli.core import backup, cleanup, retention, store, virt
+from vmsnap.cli.core import backup, cleanup, guard, retention, snapshots, store, virt
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
 from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import print_prune
@@ -29,6 +29,9 @@ def _parse_excludes(items: list[str]) -> frozenset[tuple[str, str]]:
 
 
 def _print_result(result: backup.GuestResult, dry_run: bool) -> None:
+    if result.skipped is not None:
+        print(f"{result.name}: left out: {result.skipped}")
+        return
     if result.plan and dry_run and result.ok:
         print(f"{result.name}: would back up")
         for d in result.plan.disks:
@@ -66,8 +69,16 @@ ExcludeOpt = Annotated[
     list[str] | None,
     typer.Option("--exclude", metavar="DOMAIN:TARGET", help="Leave a disk out (repeatable)."),
 ]
+ExcludeGuestOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude-guest",
+        metavar="DOMAIN",
+        help="With --all, leave a whole guest out (repeatable).",
+    ),
+]
 LevelOpt = Annotated[
-    int | None, typer.Option("--level", min=1, max=19, help="zstd level (default: 3).")
+    int | None, typer.Option("--level", metavar="N", min=1, max=19, help="zstd level (default: 3).")
 ]
 PoolLimitOpt = Annotated[
     float | None,
@@ -104,6 +115,7 @@ def backup_cmd(
     quiesce: QuiesceBackupOpt = None,
     snapshot_size: SnapshotSizeBackupOpt = None,
     exclude: ExcludeOpt = None,
+    exclude_guest: ExcludeGuestOpt = None,
     level: LevelOpt = None,
     thin_pool_limit: PoolLimitOpt = None,
     dry_run: Annotated[bool, dry_run("Plan and check; change nothing.")] = False,
@@ -112,8 +124,12 @@ def backup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Snapshot each guest's LVs in one short quiesce window, then stream them as zstd images."""
-    if bool(domains) == all_guests:
-        raise UsageError("name the guests to back up, or pass --all (not both)")
+    if domains and all_guests:
+        raise UsageError("name the guests to back up or pass --all, not both")
+    if not domains and not all_guests:
+        raise UsageError("name the guests to back up, or pass --all")
+    if exclude_guest and not all_guests:
+        raise UsageError("--exclude-guest goes with --all: name the guests to back up instead")
     session = Session.of(ctx)
     cfg = session.config()
     policy = session.configured_policy() if prune else None
@@ -124,10 +140,15 @@ def backup_cmd(
             quiesce=quiesce or cfg.quiesce or QuiesceMode.AUTO,
             snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else cfg.snapshot_size,
             excludes=_parse_excludes(exclude or []) | cfg.excludes_for(set(names)),
+            # --exclude-guest and the file's [guests.NAME] skip = true apply to --all only
+            exclude_guests=frozenset(exclude_guest or ()) | cfg.skip_guests
+            if all_guests
+            else frozenset(),
             level=level or cfg.level or DEFAULT_LEVEL,
             dry_run=dry_run,
-            thin_pool_limit=thin_pool_limit or cfg.thin_pool_limit or backup.DEFAULT_POOL_LIMIT,
+            thin_pool_limit=thin_pool_limit or cfg.thin_pool_limit or snapshots.DEFAULT_POOL_LIMIT,
             hooks=session.hooks(),
+            guard=guard.GuardSettings.from_environment(),
         )
         results = backup.backup(
             conn, domains or None, settings, session.progress(False if dry_run else progress)
@@ -165,7 +186,11 @@ def _prune_after(
     has backups), pruned by the configured policy."""
     if policy is None:
         return {}
-    names = [r.name for r in results if r.ok and store.guest_dir(settings.dest, r.name).is_dir()]
+    names = [
+        r.name
+        for r in results
+        if r.ok and r.skipped is None and store.guest_dir(settings.dest, r.name).is_dir()
+    ]
     if not names:
         return {}
     plans = retention.prune(settings.dest, names, policy, dry_run=settings.dry_run)

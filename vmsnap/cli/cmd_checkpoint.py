@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vmsnap.cli import jsondoc
-from vmsnap.cli.core import checkpoint, virt
+from vmsnap.cli.core import checkpoint, store, virt
 from vmsnap.cli.options import (
     ConnectOpt,
     DomainArg,
@@ -71,7 +71,9 @@ def _warn_fill(cp: checkpoint.Checkpoint) -> None:
 
 LabelOpt = Annotated[
     str | None,
-    typer.Option("--label", help="Name of the checkpoint (default: the UTC time)."),
+    typer.Option(
+        "--label", metavar="LABEL", help="Name of the checkpoint (default: the UTC time)."
+    ),
 ]
 ExpireOpt = Annotated[
     str | None,
@@ -94,7 +96,7 @@ def checkpoint_create(
     """Snapshot all the guest's LVs in one quiesce window and keep them as a checkpoint."""
     session = Session.of(ctx)
     settings = checkpoint.CreateSettings(
-        label=label or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        label=label or store.timestamp(),
         quiesce=quiesce,
         snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
         expire=checkpoint.parse_duration(expire) if expire else None,
@@ -158,7 +160,7 @@ def checkpoint_rollback(
             label,
             shutdown=shutdown,
             start=start,
-            hooks_settings=session.hooks(),
+            hooks=session.hooks(),
             shutdown_timeout=timeout,
         )
     after = "started" if start else "left shut off"
@@ -174,7 +176,7 @@ def checkpoint_release(
     """Remove a checkpoint's snapshots (the upgrade went well)."""
     session = Session.of(ctx)
     with virt.connection(session.uri(connect)) as conn:
-        cp = checkpoint.release(conn, domain, label, session.hooks())
+        cp = checkpoint.release(conn, domain, label, hooks=session.hooks())
     print(f"{domain}: released checkpoint {cp.label} ({len(cp.disks)} snapshot(s) removed)")
 
 

@@ -37,7 +37,7 @@ def _print_verify(report: verify.BackupReport) -> None:
 PathsArg = Annotated[
     list[Path],
     typer.Argument(
-        metavar="PATH", help="A backup folder, a guest's folder or a whole destination."
+        metavar="PATH...", help="A backup folder, a guest's folder or a whole destination."
     ),
 ]
 

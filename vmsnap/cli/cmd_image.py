@@ -18,9 +18,13 @@ log = logging.getLogger("vmsnap")
 
 def image_dump(
     ctx: typer.Context,
-    source: Annotated[str, typer.Argument(help="Block device or file; - for stdin.")],
-    output: Annotated[str, typer.Argument(help="Image to write; - for stdout.")],
-    level: Annotated[int, typer.Option("--level", min=1, max=19, help="zstd level.")] = 3,
+    source: Annotated[
+        str, typer.Argument(metavar="SOURCE", help="Block device or file; - for stdin.")
+    ],
+    output: Annotated[str, typer.Argument(metavar="OUTPUT", help="Image to write; - for stdout.")],
+    level: Annotated[
+        int, typer.Option("--level", metavar="N", min=1, max=19, help="zstd level.")
+    ] = 3,
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -33,7 +37,9 @@ def image_dump(
 def image_load(
     ctx: typer.Context,
     image_path: Annotated[str, typer.Argument(metavar="IMAGE", help="zstd image; - for stdin.")],
-    target: Annotated[str, typer.Argument(help="Block device or file to write; - for stdout.")],
+    target: Annotated[
+        str, typer.Argument(metavar="TARGET", help="Block device or file to write; - for stdout.")
+    ],
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite an existing regular file.")
     ] = False,

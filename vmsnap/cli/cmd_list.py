@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 from vmsnap.cli import jsondoc
 from vmsnap.cli.core import discover, virt
 from vmsnap.cli.options import ConnectOpt, DomainsArg, JsonOpt
 from vmsnap.cli.session import Session
-from vmsnap.errors import LvmError
 from vmsnap.models import Guest, human_size
-
-log = logging.getLogger("vmsnap")
-
-
-def _inventory() -> discover.Inventory:
-    try:
-        return discover.Inventory.load()
-    except LvmError as exc:
-        log.warning("LVM unavailable, volumes not resolved: %s", exc)
-        return discover.Inventory([])
 
 
 def _print_guest(guest: Guest) -> None:
@@ -47,7 +34,7 @@ def list_cmd(
     """List guests, their state and disks, and which disks are LVs (thick or thin)."""
     with virt.connection(Session.of(ctx).uri(connect)) as conn:
         doms = [conn.domain(n) for n in domains] if domains else conn.domains()
-        inventory = _inventory()
+        inventory = discover.Inventory.load()  # LVM failing is exit 6, not "not an LV"
         guests = [discover.describe(d, inventory, conn) for d in doms]
     if as_json:
         jsondoc.emit([jsondoc.guest(g) for g in guests])

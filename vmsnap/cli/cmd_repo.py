@@ -24,12 +24,14 @@ RepoOpt = Annotated[
         help="The repository folder (default: dest in the configuration file).",
     ),
 ]
-LevelOpt = Annotated[int, typer.Option("--level", min=1, max=19, help="zstd level of new chunks.")]
+LevelOpt = Annotated[
+    int, typer.Option("--level", min=1, max=19, metavar="N", help="zstd level of new chunks.")
+]
 
 
 def init_cmd(ctx: typer.Context, dest: RepoOpt = None, as_json: JsonOpt = False) -> None:
     """Create a chunk repository in REPO, a new or empty folder (backup format 3)."""
-    path = Session.of(ctx).dest(dest)
+    path = Session.of(ctx).repository(dest)
     repo = repo_jobs.init(path)
     if as_json:
         jsondoc.emit(jsondoc.repository(repo))
@@ -52,7 +54,9 @@ def image_store(
     """
     session = Session.of(ctx)
     bar = session.progress(progress)
-    result = repo_jobs.store_image(session.dest(dest), source, name=name, level=level, progress=bar)
+    result = repo_jobs.store_image(
+        session.repository(dest), source, name=name, level=level, progress=bar
+    )
     if as_json:
         jsondoc.emit(jsondoc.store_result(result))
         return
@@ -91,7 +95,7 @@ def export_cmd(
     session = Session.of(ctx)
     session.json = session.json and output != "-"  # the image owns stdout: no error document
     result = repo_jobs.export(
-        session.dest(dest),
+        session.repository(dest),
         name,
         disk=disk,
         at=at,

@@ -17,8 +17,9 @@ from vmsnap.cli.options import (
     ThinPoolOpt,
 )
 from vmsnap.cli.session import Session
-from vmsnap.errors import UsageError
+from vmsnap.errors import UnsupportedDiskError, UsageError
 from vmsnap.models import QuiesceMode, SizeSpec, human_size
+from vmsnap.progress import Progress
 
 BackupArg = Annotated[Path, typer.Argument(metavar="BACKUP", help="A backup folder.")]
 DiskOpt = Annotated[
@@ -29,7 +30,8 @@ ToOpt = Annotated[
     str | None, typer.Option("--to", metavar="/dev/VG/LV", help="Onto this existing LV.")
 ]
 NameOpt = Annotated[
-    str | None, typer.Option("--name", help="Name of the new LV (default: <LV>-restored).")
+    str | None,
+    typer.Option("--name", metavar="NAME", help="Name of the new LV (default: <LV>-restored)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the data on an existing LV.")]
 
@@ -39,7 +41,9 @@ def restore_cmd(
     backup_dir: BackupArg,
     disk: DiskOpt = None,
     to: ToOpt = None,
-    vg: Annotated[str | None, typer.Option("--vg", help="Onto new LVs in this VG.")] = None,
+    vg: Annotated[
+        str | None, typer.Option("--vg", metavar="VG", help="Onto new LVs in this VG.")
+    ] = None,
     name: NameOpt = None,
     thin_pool: ThinPoolOpt = None,
     force: ForceOpt = False,
@@ -70,10 +74,13 @@ def restore_cmd(
         print(f"{d.target}: restored onto {d.path} ({how}), {size}, chunk sha256 {d.chunk_sha256}")
 
 
-SourceArg = Annotated[str, typer.Argument(help="A backup folder, or a template guest's name.")]
+SourceArg = Annotated[
+    str, typer.Argument(metavar="SOURCE", help="A backup folder, or a template guest's name.")
+]
 NewNameArg = Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new guest's name.")]
 VgOpt = Annotated[
-    str | None, typer.Option("--vg", help="VG for the new LVs (default: the source's).")
+    str | None,
+    typer.Option("--vg", metavar="VG", help="VG for the new LVs (default: the source's)."),
 ]
 QuiesceCloneOpt = Annotated[
     QuiesceMode, typer.Option("--quiesce", help="For a live template, as in backup.")
@@ -117,13 +124,25 @@ def clone_cmd(
         hooks=session.hooks(),
     )
     with virt.connection(session.uri(connect)) as conn:
-        result = clone.clone(conn, settings, session.progress(progress))
+        result = _clone(conn, settings, session.progress(progress))
     if xml_path is not None:
         store.write_file(xml_path, (result.xml + "\n").encode())  # 0600: it may hold secrets
     if as_json:
         jsondoc.emit(jsondoc.clone_result(result, xml_path))
     else:
         _print_clone(result, xml_path)
+
+
+def _clone(
+    conn: virt.Connection, settings: clone.CloneSettings, bar: Progress
+) -> clone.CloneResult:
+    """clone.clone, with the hint clone can give: it has no --exclude (the
+    snapshot engine's hint is backup's)."""
+    try:
+        return clone.clone(conn, settings, bar)
+    except UnsupportedDiskError as exc:
+        exc.hint = "clone copies every disk of a template: each must be an LV"
+        raise
 
 
 def _print_clone(result: clone.CloneResult, xml_path: Path | None) -> None:

@@ -14,18 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from vmsnap.backup import GuestPlan, GuestResult
+    from vmsnap.backup import GuestResult
     from vmsnap.catalog import GuestFolder, Stored
     from vmsnap.checkpoint import Checkpoint, CheckpointDisk
     from vmsnap.cleanup import CleanupReport
     from vmsnap.clone import CloneResult
     from vmsnap.image import StreamStats
     from vmsnap.journal import GuestEntry
+    from vmsnap.lvwrite import RestoredDisk
     from vmsnap.models import Guest
     from vmsnap.repo.jobs import ExportResult, StoreResult
     from vmsnap.repo.repository import Repository
-    from vmsnap.restore import RestoredDisk
     from vmsnap.retention import GuestPrune, Policy
+    from vmsnap.snapshots import GuestPlan
     from vmsnap.snapstream import DiskResult
     from vmsnap.verify import BackupReport, DiskReport
 
@@ -89,6 +90,7 @@ def backup_result(result: GuestResult, prune: GuestPrune | None, now: float) -> 
         "disks": [disk_result(d) for d in result.disks],
         "plan": plan(result.plan) if result.plan else None,
         "prune": guest_prune(prune, now) if prune else None,
+        "skipped": result.skipped,
     }
 
 

@@ -66,7 +66,7 @@ def new(
     return RepoManifest(
         name=name,
         kind=kind,
-        created=time.strftime(sealed.CREATED_FORMAT, time.gmtime(now)),
+        created=sealed.created_text(time.time() if now is None else now),
         host=socket.gethostname(),
         vmsnap_version=__version__,
         disks=disks,
