@@ -16,10 +16,12 @@ if TYPE_CHECKING:  # imported when a bar is drawn: it costs ~25 ms at every star
     from tqdm import tqdm
 
 from vmsnap.errors import UsageError
+from vmsnap.logs import VERBOSE
 from vmsnap.models import human_size
 from vmsnap.progress import NoProgress, Progress
 
 PLAIN_STEPS = 4  # a plain line at each quarter of a disk
+log = logging.getLogger(__name__)
 
 
 _STAMPED = logging.Formatter("%(asctime)s vmsnap %(levelname)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
@@ -29,10 +31,13 @@ FILE_LOGGER = "vmsnap.file"  # records for the --log-file only (errors, exit sta
 def setup_logging(
     verbosity: int, stream: TextIO | None = None, log_file: Path | None = None
 ) -> None:
-    """Logs on ``stream`` (stderr): plain on a terminal, else timestamped.  A
-    ``log_file`` is appended to, timestamped, at INFO or more whatever ``-q`` says."""
+    """Logs on ``stream`` (stderr): plain on a terminal, else timestamped;
+    ``verbosity`` -1 (``-q``) warnings and errors, 0 INFO, 1 (``-v``) each step
+    too, 2 (``-vv``, ``--debug``) every command too (see vmsnap.logs).  A
+    ``log_file`` is appended to, timestamped, at the same level or INFO,
+    whichever shows more, whatever ``-q`` says."""
     stream = stream or sys.stderr
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
+    level = {-1: logging.WARNING, 0: logging.INFO, 1: VERBOSE}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(stream)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("vmsnap: %(message)s") if stream.isatty() else _STAMPED)
@@ -167,9 +172,43 @@ class PlainProgress:
         return None
 
 
+class LoggedProgress:
+    """The display, and a VERBOSE log line for each disk or stream done: its
+    size, time and rate (``-v``, and the ``--log-file``, even without progress)."""
+
+    def __init__(self, display: Progress) -> None:
+        self.display = display
+        self.label = ""
+        self.done = 0
+        self.started = 0.0
+
+    def job(self, label: str, total: int) -> None:
+        self.display.job(label, total)
+
+    def item(self, label: str, total: int | None) -> None:
+        self.label, self.done, self.started = label, 0, time.monotonic()
+        self.display.item(label, total)
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        self.display.advance(nbytes)
+
+    def item_done(self) -> None:
+        self.display.item_done()
+        seconds = max(time.monotonic() - self.started, 1e-6)
+        size, rate = human_size(self.done), human_size(int(self.done / seconds))
+        log.log(VERBOSE, "%s: %s in %.1f s (%s/s)", self.label, size, seconds, rate)
+
+    def job_done(self) -> None:
+        self.display.job_done()
+
+
 def make_progress(mode: bool | None, stream: TextIO | None = None) -> Progress:
     """``mode`` None: bars on a terminal, plain lines otherwise; True: bars; False: none."""
-    stream = stream or sys.stderr
+    return LoggedProgress(_display(mode, stream or sys.stderr))
+
+
+def _display(mode: bool | None, stream: TextIO) -> Progress:
     if mode is False:
         return NoProgress()
     if mode or stream.isatty():

@@ -1,7 +1,9 @@
 """``vmsnap image dump|load``: the streaming engine on any device, file or pipe.
 
-A file output is written under a temporary name and renamed when complete;
-``-`` is stdin or stdout.
+A file output is written aside (``.NAME.<pid>.partial``) and renamed into
+place when complete, also when ``--force`` replaces an existing file; ``-`` is
+stdin or stdout.  An existing target of any kind (a file, a block device) is
+only written with ``--force``; a binary image is never written to a terminal.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from vmsnap import devio, image, store
-from vmsnap.errors import DestinationError, NotFoundError
+from vmsnap import aside, devio, image, store
+from vmsnap.errors import DestinationError, IntegrityError, NotFoundError
 from vmsnap.image import StreamStats
 from vmsnap.progress import Progress
 
@@ -37,32 +39,30 @@ def _input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
         yield src, image.device_size(src.fileno())
 
 
-@contextmanager
-def _new_file(path: Path) -> Iterator[BinaryIO]:
-    """A new file written as ``.NAME.partial`` and renamed into place on success."""
-    if path.exists() or path.is_symlink():
-        raise DestinationError(f"{path} exists; refusing to overwrite it")
-    temp = path.with_name(f".{path.name}{store.PARTIAL_SUFFIX}")
-    fd = store.open_new(temp)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield out
-            out.flush()
-            os.fsync(out.fileno())
-        os.rename(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 def _stdout() -> BinaryIO:
     return os.fdopen(os.dup(1), "wb")
+
+
+def _terminal_stdout() -> BinaryIO:
+    """Standard output for a binary image: never a terminal (as zstd refuses)."""
+    if os.isatty(1):
+        raise DestinationError(
+            "refusing to write a binary image to a terminal",
+            hint="redirect standard output to a file or a pipe",
+        )
+    return _stdout()
+
+
+def _new_file(path: Path) -> AbstractContextManager[BinaryIO]:
+    if path.exists() or path.is_symlink():
+        raise DestinationError(f"{path} exists; refusing to overwrite it")
+    return aside.written_aside(path)
 
 
 def dump(source: str, output: str, *, level: int, progress: Progress) -> StreamStats:
     with _input(source) as (src, size):
         try:
-            with _stdout() if output == "-" else _new_file(Path(output)) as out:
+            with _terminal_stdout() if output == "-" else _new_file(Path(output)) as out:
                 progress.item(source, size)
                 stats = image.compress(src, out, level=level, size=size, progress=progress.advance)
         except OSError as exc:
@@ -71,9 +71,12 @@ def dump(source: str, output: str, *, level: int, progress: Progress) -> StreamS
     return stats
 
 
+Target = tuple[image.Sink, bool, int | None]
+"""An open load target: the sink, whether it reads as zeros, its capacity."""
+
+
 @contextmanager
-def _target(path: str, *, force: bool) -> Iterator[tuple[image.Sink, bool, int | None]]:
-    """Open the load target: (sink, reads-as-zeros, capacity)."""
+def _target(path: str, *, force: bool) -> Iterator[Target]:
     if path == "-":
         with _stdout() as out:
             yield out, False, None
@@ -83,23 +86,41 @@ def _target(path: str, *, force: bool) -> Iterator[tuple[image.Sink, bool, int |
         with _new_file(target) as out:
             yield _FileSink(out), True, None
         return
-    mode = target.stat().st_mode
-    if stat.S_ISBLK(mode):  # exclusively: refused (EBUSY) while mounted or held
-        with devio.open_device(path) as device:
-            yield device, False, device.capacity
-        return
-    if stat.S_ISREG(mode) and not force:
+    if not force:
         raise DestinationError(f"{path} exists; pass --force to overwrite it")
-    flags = os.O_WRONLY | (os.O_TRUNC if stat.S_ISREG(mode) else 0)
+    with _existing(target) as opened:
+        yield opened
+
+
+@contextmanager
+def _existing(target: Path) -> Iterator[Target]:
+    """An existing target (--force): a regular file is replaced only once the new
+    one is complete; a block device is written in place, exclusively (refused
+    while mounted or held); anything else (a pipe, a character device) as a stream."""
+    info = target.stat()
+    if stat.S_ISREG(info.st_mode):
+        with aside.written_aside(Path(os.path.realpath(target)), replace=info) as out:
+            yield _FileSink(out), True, None
+    elif stat.S_ISBLK(info.st_mode):
+        with devio.open_device(str(target)) as device:
+            try:
+                yield device, False, device.capacity
+            except IntegrityError as exc:
+                exc.add_note(f"{target} was written in place: it may hold part of the image")
+                raise
+    else:
+        with _open_stream(target) as out:
+            yield out, False, None
+
+
+@contextmanager
+def _open_stream(target: Path) -> Iterator[BinaryIO]:
     try:
-        fd = os.open(path, flags | os.O_CLOEXEC)
+        fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
-        raise DestinationError(f"cannot open {path} for writing: {exc.strerror}") from exc
+        raise DestinationError(f"cannot open {target} for writing: {exc.strerror}") from exc
     with os.fdopen(fd, "wb") as out:
-        yield (_FileSink(out) if stat.S_ISREG(mode) else out), stat.S_ISREG(mode), None
-        out.flush()
-        if stat.S_ISREG(mode):
-            os.fsync(out.fileno())
+        yield out
 
 
 class _FileSink:

@@ -24,7 +24,8 @@ from vmsnap.errors import (
     UnsupportedDiskError,
     UsageError,
 )
-from vmsnap.models import LogicalVolume, VolumeGroup
+from vmsnap.logs import VERBOSE
+from vmsnap.models import LogicalVolume, VolumeGroup, human_size
 from vmsnap.signals import GATE
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,8 @@ def create_snapshot(
     except CommandError:
         _remove_half_made(origin.vg, name)
         raise
+    room = "thin" if size is None else f"{human_size(size)} of COW space"
+    log.log(VERBOSE, "snapshot %s/%s of %s taken (%s)", origin.vg, name, origin.full_name, room)
     return LogicalVolume(
         vg=origin.vg,
         name=name,

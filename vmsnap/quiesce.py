@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from vmsnap.environment import env_number
 from vmsnap.errors import LeftBehindError, LibvirtError, QuiesceError
 from vmsnap.journal import GuestEntry, Journal
+from vmsnap.logs import VERBOSE
 from vmsnap.models import QuiesceMode
 from vmsnap.signals import GATE
 from vmsnap.virt import RUNNING_STATES, AgentTimeout, AgentUnavailable, Domain
@@ -74,6 +75,7 @@ def _freeze(dom: Domain, window: Window, rec: _Recorder) -> None:
         rec.done()
         raise
     window.used = "freeze"
+    log.log(VERBOSE, "froze %d filesystems of %s", window.frozen_filesystems, dom.name)
 
 
 def _thaw_after_timeout(dom: Domain, timeout: int, exc: AgentTimeout) -> None:
@@ -81,20 +83,28 @@ def _thaw_after_timeout(dom: Domain, timeout: int, exc: AgentTimeout) -> None:
     thaw until a thaw is answered (the agent answers in order, so that thaw
     comes after the freeze), for up to ``timeout`` seconds more.  Failing that,
     the guest may be frozen: the journal keeps it for ``vmsnap cleanup``."""
+    try:
+        thawed = _thaw_until_answered(dom, timeout)
+    except LibvirtError:
+        raise LeftBehindError(
+            f"guest agent of {dom.name} did not answer fs-freeze within {timeout} s, "
+            f"nor fs-thaw in the {timeout} s after: {dom.name} may be left frozen",
+            hint="vmsnap cleanup thaws it once its agent answers",
+        ) from exc
+    log.log(VERBOSE, "thawed %d filesystems of %s after the freeze timed out", thawed, dom.name)
+
+
+def _thaw_until_answered(dom: Domain, timeout: int) -> int:
+    """Thaw, and try again until an agent that timed out answers, for up to
+    ``timeout`` seconds; the last error when it never does."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            thawed = dom.thaw()
-            log.debug("thawed %d filesystems of %s after the freeze timed out", thawed, dom.name)
-            return
+            return dom.thaw()
         except LibvirtError as thaw_exc:
             log.debug("%s", thaw_exc)
             if time.monotonic() >= deadline:
-                raise LeftBehindError(
-                    f"guest agent of {dom.name} did not answer fs-freeze within {timeout} s, "
-                    f"nor fs-thaw in the {timeout} s after: {dom.name} may be left frozen",
-                    hint="vmsnap cleanup thaws it once its agent answers",
-                ) from exc
+                raise
         time.sleep(THAW_PAUSE)
 
 
@@ -106,6 +116,7 @@ def _pause(dom: Domain, window: Window, rec: _Recorder) -> None:
         rec.done()
         raise
     window.used = "pause"
+    log.log(VERBOSE, "paused %s", dom.name)
 
 
 def _enter(dom: Domain, window: Window, rec: _Recorder) -> None:
@@ -130,10 +141,21 @@ def _enter(dom: Domain, window: Window, rec: _Recorder) -> None:
 
 def _release(dom: Domain, window: Window) -> None:
     if window.used == "freeze":
-        thawed = dom.thaw()
-        log.debug("thawed %d filesystems of %s", thawed, dom.name)
+        log.log(VERBOSE, "thawed %d filesystems of %s", _thaw(dom), dom.name)
     elif window.used == "pause":
         dom.resume()
+        log.log(VERBOSE, "resumed %s", dom.name)
+
+
+def _thaw(dom: Domain) -> int:
+    """The end of the window: a thaw that times out is tried again, within the
+    agent timeout, as after a freeze that timed out; a thaw the agent refuses
+    outright is not."""
+    try:
+        return dom.thaw()
+    except AgentTimeout as exc:
+        log.info("%s; trying fs-thaw again", exc)
+        return _thaw_until_answered(dom, agent_timeout())
 
 
 @contextmanager

@@ -2,19 +2,27 @@
 
 Every command runs with ``LC_ALL=C`` (parsable output), a timeout, and its exit
 status checked.  Commands that change state run with signals deferred so that a
-Ctrl-C cannot kill them half-way.
+Ctrl-C cannot kill them half-way.  Each command is logged once it ends, with
+its status and duration: one that changes state at VERBOSE (``-v``), any other
+at DEBUG (``-vv``), and what a failing one said on stderr at DEBUG.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import signal
 import subprocess
+import time
 from contextlib import suppress
 from dataclasses import dataclass
 
 from vmsnap.errors import CommandError, LvmError
+from vmsnap.logs import VERBOSE
 from vmsnap.signals import GATE
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 300.0
 
@@ -61,14 +69,26 @@ def run(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Completed:
     """Run ``argv``; raise :class:`CommandError` on a non-zero exit if ``check``."""
+    start = time.monotonic()
     if mutates:
         with GATE.deferred():
             result = _execute(argv, timeout)
     else:
         result = _execute(argv, timeout)
+    _log_command(result, time.monotonic() - start, mutates=mutates)
     if check and result.returncode != 0:
         raise CommandError(list(argv), result.returncode, result.stderr)
     return result
+
+
+def _log_command(result: Completed, seconds: float, *, mutates: bool) -> None:
+    level = VERBOSE if mutates else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    log.log(level, "%s: status %d in %.2f s", shlex.join(result.argv), result.returncode, seconds)
+    if result.returncode != 0:
+        for line in result.stderr.strip().splitlines():
+            log.debug("%s: %s", result.argv[0], line.strip())
 
 
 @dataclass(frozen=True)
@@ -88,6 +108,14 @@ def run_script(argv: list[str], *, env: dict[str, str], timeout: float) -> Scrip
     """Run a site script (a hook) in its own process group with ``env`` as its
     whole environment; at the timeout, or if vmsnap is interrupted, the whole
     group is killed.  A script that cannot be started raises OSError."""
+    start = time.monotonic()
+    result = _run_script(argv, env=env, timeout=timeout)
+    status = "timed out" if result.timed_out else f"status {result.returncode}"
+    log.debug("%s: %s in %.2f s", shlex.join(argv), status, time.monotonic() - start)
+    return result
+
+
+def _run_script(argv: list[str], *, env: dict[str, str], timeout: float) -> ScriptResult:
     proc = subprocess.Popen(  # noqa: S603 - argv list, no shell
         argv,
         stdin=subprocess.DEVNULL,

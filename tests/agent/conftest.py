@@ -88,6 +88,7 @@ def guest(agent_guest: Guest) -> Iterator[Guest]:
     yield agent_guest
     dom = agent_guest.dom
     remove_guest_file(dom, "/run/hang")
+    remove_guest_file(dom, "/run/hang-thaw")
     assert dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
     assert freeze_status(dom) == "thawed"
 

@@ -6,7 +6,8 @@ libraries ``ldd`` names, and the virtio, virtio_blk, virtio_console and ext4
 modules with what ``modules.dep`` says they need.  Its init mounts the ext4
 data disk (vda) on /mnt/data and runs qemu-ga with a fsfreeze hook that logs
 every call to /run/hook.log and, when /run/hang exists, sleeps that many
-seconds before a freeze (a hung agent).  Nothing here is committed: the
+seconds before a freeze (a hung agent); /run/hang-thaw does the same after a
+thaw (the filesystems are thawed, but the agent answers late).  Nothing here is committed: the
 image goes to build/agent/, keyed on its inputs, so a second run reuses it.
 """
 
@@ -58,6 +59,9 @@ HOOK = """#!/bin/sh
 echo "$1" >> /run/hook.log
 if [ "$1" = freeze ] && [ -f /run/hang ]; then
   sleep "$(cat /run/hang)"
+fi
+if [ "$1" = thaw ] && [ -f /run/hang-thaw ]; then
+  sleep "$(cat /run/hang-thaw)"
 fi
 exit 0
 """

@@ -206,6 +206,27 @@ def test_auto_with_a_hung_agent_thaws_then_pauses(
     assert freeze_status(guest.dom) == "thawed"
 
 
+def test_a_thaw_that_times_out_at_the_end_of_the_window_is_tried_again(
+    guest: Guest, state: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMSNAP_AGENT_TIMEOUT", "3")
+    write_guest_file(guest.dom, "/run/hang-thaw", "4")  # the thaw answers 1 s late
+    calls = len(hook_calls(guest))
+    journal = Journal.start()
+    with virt.connection(URI) as conn:
+        dom = conn.domain(guest.name)
+        with quiesced(dom, QuiesceMode.FREEZE, journal, conn.uri) as window:
+            assert freeze_status(guest.dom) == "frozen"
+            start = time.monotonic()  # the thaw starts as the window ends
+    took = time.monotonic() - start
+    journal.close()
+    assert window.used == "freeze"
+    assert 4 <= took < 9  # the timeout, then thaws until one was answered
+    assert freeze_status(guest.dom) == "thawed"
+    assert hook_calls(guest)[calls:][:2] == ["freeze", "thaw"]
+    assert journal_actions() == []
+
+
 def test_an_agent_hung_past_the_thaw_leaves_a_journal_that_cleanup_acts_on(
     guest: Guest, state: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

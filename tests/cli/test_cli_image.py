@@ -3,13 +3,18 @@ real zstd CLI, and interrupted by real signals."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
+import pty
+import shutil
 import signal
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -256,20 +261,182 @@ def test_signal_mid_stream_exits_128_plus_signal_and_leaves_nothing(
     tmp_path: Path, signum: signal.Signals, status: int
 ) -> None:
     out = tmp_path / "zero.zst"
-    partial = tmp_path / ".zero.zst.partial"
     proc = subprocess.Popen(
         [VMSNAP, "image", "dump", "--no-progress", "/dev/zero", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 20
-    while not (partial.exists() and partial.stat().st_size > 0):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the dump never started writing"
-        time.sleep(0.02)
+    wait_for_writing(proc, tmp_path)
     proc.send_signal(signum)
     _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == status
     assert one_line_error(stderr) == f"vmsnap: error: interrupted by {signum.name}"
     assert not out.exists()
-    assert not partial.exists()
+    assert leftovers(tmp_path) == []
+
+
+def wait_for_writing(proc: subprocess.Popen[bytes], folder: Path) -> Path:
+    """Until ``proc`` has written into a partial file in ``folder``; that file."""
+    deadline = time.monotonic() + 20
+    while True:
+        written = [p for p in folder.glob(".*.partial") if p.stat().st_size > 0]
+        if written:
+            return written[0]
+        assert proc.poll() is None, proc.communicate()
+        if time.monotonic() >= deadline:
+            proc.kill()  # not left running after the test
+            proc.communicate()
+            pytest.fail("vmsnap never started writing")
+        time.sleep(0.02)
+
+
+def kill_9_while_writing(argv: list[str], folder: Path) -> Path:
+    """Run ``vmsnap ARGV`` and SIGKILL it once it writes; the partial it leaves."""
+    proc = subprocess.Popen([VMSNAP, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    partial = wait_for_writing(proc, folder)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert partial.exists()
+    return partial
+
+
+def test_a_partial_left_by_kill_9_blocks_no_later_dump(
+    main: Main, src: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.zst"
+    kill_9_while_writing(["image", "dump", "--no-progress", "/dev/zero", str(out)], tmp_path)
+    code, _out, err = main("image", "dump", "--no-progress", str(src), str(out))
+    assert code == 0, err
+    assert "left by a run that died" in err
+    assert subprocess.run(["zstd", "-dc", str(out)], capture_output=True, check=True).stdout == (
+        src.read_bytes()
+    )
+    assert leftovers(tmp_path) == []
+
+
+def test_a_partial_left_by_kill_9_blocks_no_later_load(
+    main: Main, img: Path, src: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big.zst"
+    out = tmp_path / "out.raw"
+    dumped = vmsnap("image", "dump", "--no-progress", "-", str(big), stdin=pattern(64 * MiB))
+    assert dumped.returncode == 0, dumped.stderr
+    kill_9_while_writing(["image", "load", "--no-progress", str(big), str(out)], tmp_path)
+    for force in ([], ["--force"]):
+        code, _out, err = main("image", "load", "--no-progress", *force, str(img), str(out))
+        assert code == 0, err
+        assert out.read_bytes() == src.read_bytes()
+        assert leftovers(tmp_path) == []
+        out.unlink()
+
+
+def test_a_partial_whose_writer_holds_its_lock_is_left_alone(
+    main: Main, src: Path, tmp_path: Path
+) -> None:
+    """A writer that is alive where this pid is not (another pid namespace,
+    another host on a shared folder) still holds the partial's lock."""
+    out = tmp_path / "out.zst"
+    dead = subprocess.Popen(["true"])  # a pid that no longer exists
+    dead.wait()
+    partial = tmp_path / f".out.zst.{dead.pid}.partial"
+    with partial.open("wb") as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        code, _out, err = main("image", "dump", "--no-progress", str(src), str(out))
+        assert code == 0, err
+        assert partial.exists()
+    assert out.exists()
+
+
+def test_load_force_keeps_the_old_file_when_the_image_is_bad(
+    main: Main, img: Path, src: Path, tmp_path: Path
+) -> None:
+    raw = bytearray(img.read_bytes())
+    raw[len(raw) * 3 // 4] ^= 0x01  # decodes a good part first, then fails
+    bad = tmp_path / "bad.zst"
+    bad.write_bytes(bytes(raw))
+    precious = tmp_path / "precious.raw"
+    old = pattern(7 * MiB)[::-1]
+    precious.write_bytes(old)
+    precious.chmod(0o640)
+    code, _out, err = main("image", "load", "--no-progress", "--force", str(bad), str(precious))
+    assert code == ExitCode.INTEGRITY
+    one_line_error(err)
+    assert precious.read_bytes() == old
+    assert leftovers(tmp_path) == []
+
+    code, _out, err = main("image", "load", "--no-progress", "--force", str(img), str(precious))
+    assert code == 0, err
+    assert precious.read_bytes() == src.read_bytes()
+    assert mode(precious) == 0o640  # the replacement keeps the mode of the file it replaced
+
+
+def test_load_force_through_a_symlink_replaces_the_file_it_names(
+    main: Main, img: Path, src: Path, tmp_path: Path
+) -> None:
+    real = tmp_path / "real.raw"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.raw"
+    link.symlink_to(real)
+    code, _out, err = main("image", "load", "--no-progress", "--force", str(img), str(link))
+    assert code == 0, err
+    assert link.is_symlink()
+    assert real.read_bytes() == src.read_bytes()
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[Path]:
+    """A real block device: a loop device over an 8 MiB file."""
+    if os.geteuid() != 0 or shutil.which("losetup") is None:
+        pytest.skip("loop devices need root and losetup")
+    backing = tmp_path / "backing.img"
+    backing.write_bytes(b"disk contents " * (8 * MiB // 14) + bytes(8 * MiB % 14))
+    made = subprocess.run(
+        ["losetup", "--show", "-f", str(backing)], capture_output=True, text=True, check=False
+    )
+    if made.returncode != 0:
+        pytest.skip(f"losetup failed: {made.stderr.strip()}")
+    device = Path(made.stdout.strip())
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", str(device)], check=True)
+
+
+def test_load_onto_an_existing_block_device_needs_force(
+    main: Main, img: Path, src: Path, loop_device: Path
+) -> None:
+    before = loop_device.read_bytes()
+    code, _out, err = main("image", "load", "--no-progress", str(img), str(loop_device))
+    assert code == ExitCode.DESTINATION
+    assert "--force" in one_line_error(err)
+    assert loop_device.read_bytes() == before
+
+    code, _out, err = main("image", "load", "--no-progress", "--force", str(img), str(loop_device))
+    assert code == 0, err
+    data = src.read_bytes()
+    assert loop_device.read_bytes()[: len(data)] == data
+
+
+def test_dump_to_a_terminal_is_refused(src: Path) -> None:
+    """Like zstd: a binary image on a terminal only garbles it."""
+    master, slave = pty.openpty()
+    try:
+        run = subprocess.run(
+            [VMSNAP, "image", "dump", "--no-progress", str(src), "-"],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+        os.set_blocking(master, False)
+        try:
+            shown = os.read(master, 1 << 16)
+        except BlockingIOError:
+            shown = b""
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert run.returncode == ExitCode.DESTINATION
+    assert "terminal" in one_line_error(run.stderr)
+    assert shown == b""

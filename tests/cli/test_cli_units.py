@@ -59,7 +59,7 @@ def test_the_watch_timer_runs_every_15_minutes() -> None:
 @pytest.mark.parametrize("name", [n for n in NAMES if n.endswith(".service")])
 def test_execstart_parses_as_a_vmsnap_command_line(main: Main, name: str) -> None:
     argv = shlex.split(unit(name)["Service"]["ExecStart"])
-    assert argv[0] == "/usr/local/bin/vmsnap"  # where `pip install .` puts it as root
+    assert argv[0] == "/usr/local/bin/vmsnap"  # the README quick start links it there
     code, out, err = main(*argv[1:], "--help")  # every option name is checked first
     assert (code, err) == (0, "")
     assert "EXIT STATUS" in out

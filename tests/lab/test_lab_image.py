@@ -15,7 +15,12 @@ def test_dump_and_load_between_lvs(lab: Lab, tmp_path: Path) -> None:
     dst = lab.lv("img-dst", 12, seed="other")
     image = tmp_path / "src.img.zst"
     assert vmsnap("image", "dump", src, str(image)).returncode == 0
-    assert vmsnap("image", "load", str(image), dst).returncode == 0
+    before = sha256_of(dst)
+    refused = vmsnap("image", "load", str(image), dst)  # an existing device needs --force
+    assert refused.returncode == 9, refused.stderr
+    assert "--force" in refused.stderr
+    assert sha256_of(dst) == before
+    assert vmsnap("image", "load", "--force", str(image), dst).returncode == 0
     assert sha256_of(dst) == sha256_of(src)
 
 
@@ -36,7 +41,7 @@ def test_load_onto_too_small_lv_refused(lab: Lab, tmp_path: Path) -> None:
     small_before = sha256_of(small)
     image = tmp_path / "big.img.zst"
     assert vmsnap("image", "dump", src, str(image)).returncode == 0
-    run = vmsnap("image", "load", str(image), f"/dev/{VG}/small-dst")
+    run = vmsnap("image", "load", "--force", str(image), f"/dev/{VG}/small-dst")
     assert run.returncode == 9, run.stderr
     assert "larger" in run.stderr
     assert sha256_of(small) == small_before  # refused before writing a byte

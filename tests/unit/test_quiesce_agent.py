@@ -128,3 +128,47 @@ def test_a_thaw_never_answered_is_left_behind_and_kept_in_the_journal(journal: J
     left = load_left()
     assert left is not None
     assert [(g.name, g.action) for g in left.guests] == [("g", "freeze")]
+
+
+class SlowThaw(HungAgent):
+    """A guest whose freeze is answered, and whose first ``busy`` thaws time out
+    (or, with ``refuse``, are refused outright)."""
+
+    def __init__(self, busy: int, refuse: bool = False) -> None:
+        super().__init__(busy)
+        self.refuse = refuse
+
+    def freeze(self) -> int:
+        return 1
+
+    def thaw(self) -> int:
+        if self.refuse:
+            self.thaws += 1
+            raise virt.LibvirtError("thawing g: domain is not running")
+        return super().thaw()
+
+
+def test_a_thaw_that_times_out_at_the_end_of_the_window_is_tried_again(journal: Journal) -> None:
+    dom = SlowThaw(busy=2)
+    with quiesced(dom, QuiesceMode.FREEZE, journal, "qemu:///system") as window:  # type: ignore[arg-type]
+        assert window.used == "freeze"
+    assert dom.thaws == 3  # until a thaw was answered
+    assert load_left().guests == []  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("dom", "thaws"), [(SlowThaw(busy=10**9), None), (SlowThaw(1, True), 1)])
+def test_an_end_of_window_thaw_never_answered_is_left_behind_in_the_journal(
+    journal: Journal, dom: SlowThaw, thaws: int | None
+) -> None:
+    with pytest.raises(LeftBehindError) as info:
+        with quiesced(dom, QuiesceMode.FREEZE, journal, "qemu:///system"):  # type: ignore[arg-type]
+            pass
+    assert info.value.exit_code == ExitCode.LEFT_BEHIND
+    assert "could not release g after freeze" in str(info.value)
+    if thaws is not None:  # refused outright: not tried again
+        assert dom.thaws == thaws
+    else:
+        assert dom.thaws > 2  # tried again for the agent timeout (1 s)
+    left = load_left()
+    assert left is not None
+    assert [(g.name, g.action) for g in left.guests] == [("g", "freeze")]

@@ -156,7 +156,13 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
     verbose: Annotated[
         int,
-        typer.Option("--verbose", "-v", count=True, show_default=False, help="More log output."),
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Log each step; -vv: every command run too.",
+        ),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
     version: Annotated[  # noqa: ARG001 - handled by its eager callback

@@ -41,7 +41,12 @@ def image_load(
         str, typer.Argument(metavar="TARGET", help="Block device or file to write; - for stdout.")
     ],
     force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing regular file.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Write onto an existing TARGET: a file is replaced once the new one is "
+            "complete, a block device is overwritten in place.",
+        ),
     ] = False,
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
