@@ -9,7 +9,6 @@ collection takes them later) and no backup.
 from __future__ import annotations
 
 import calendar
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -135,9 +134,7 @@ def _output(path: str) -> Iterator[BinaryIO]:
         with imagecmd._new_file(Path(path)) as out:  # the same renamed-into-place file
             yield out
         return
-    if os.isatty(1):
-        raise UsageError("refusing to write an image to a terminal; redirect it or use -o FILE")
-    with os.fdopen(os.dup(1), "wb") as out:
+    with imagecmd._terminal_stdout() as out:  # as image dump: never a terminal
         yield out
 
 
