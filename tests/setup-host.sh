@@ -12,6 +12,7 @@ packages=(
   qemu-system-x86 linux-image-amd64 busybox-static       # the lab: a real kernel under TCG
   cpio                                                    # the agent tier packs its guest's initramfs
   mandoc libxml2-utils                                    # man page lint; virt-xml-validate
+  jq                                                      # the repository's stock-tools recipe
 )
 missing=()
 for p in "${packages[@]}"; do

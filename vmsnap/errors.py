@@ -27,6 +27,8 @@ class ExitCode(enum.IntEnum):
     LOCKED = 11  # another vmsnap run holds the lock
     LEFT_BEHIND = 12  # a snapshot could not be removed or a guest released
     HOOK = 13  # a hook vetoed, failed, timed out, or is not safe to run
+    NOT_A_REPOSITORY = 15  # --dest names a folder that is not a chunk repository
+    REPOSITORY_VERSION = 16  # a repository of a newer (or unknown) format version
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 and SIGHUP 129 (128 + signal)
 
@@ -46,6 +48,8 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.LOCKED: "another vmsnap run holds the lock",
     ExitCode.LEFT_BEHIND: "something left behind (a snapshot, a paused or frozen guest)",
     ExitCode.HOOK: "a hook vetoed, failed, timed out or was refused as unsafe",
+    ExitCode.NOT_A_REPOSITORY: "not a repository (no config: run vmsnap init --dest)",
+    ExitCode.REPOSITORY_VERSION: "a repository of a newer format version",
     ExitCode.INTERNAL: "internal error (a bug: please report it, with --debug output)",
     ExitCode.INTERRUPTED: "interrupted by SIGHUP/SIGINT/SIGTERM",
 }
@@ -125,8 +129,26 @@ class IntegrityError(VmsnapError):
     exit_code = ExitCode.INTEGRITY
 
 
+class MissingChunkError(IntegrityError):
+    """A backup names a chunk that its repository does not hold."""
+
+
 class TruncatedError(IntegrityError):
     """Data that ends too early (an image cut short): incomplete rather than corrupt."""
+
+
+class NotARepositoryError(VmsnapError):
+    """The folder has no repository ``config``: never ``vmsnap init``-ed, or
+    not mounted (an empty mount point), or a format-2 backup folder."""
+
+    exit_code = ExitCode.NOT_A_REPOSITORY
+
+
+class RepositoryVersionError(VmsnapError):
+    """A repository whose config says a format version (or chunking, digest)
+    this vmsnap does not know: written by a newer vmsnap."""
+
+    exit_code = ExitCode.REPOSITORY_VERSION
 
 
 class LockedError(VmsnapError):

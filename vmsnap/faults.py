@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("window", "snapshotted", "streaming", "publishing")
+POINTS = ("window", "snapshotted", "streaming", "publishing", "collecting")
 
 
 def point(name: str) -> None:

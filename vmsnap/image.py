@@ -22,9 +22,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Generic, Protocol, TypeVar, cast
 
 import zstandard
 
@@ -47,6 +46,7 @@ __all__ = ["CHUNK", "DEFAULT_LEVEL", "HEAD_BYTES", "StreamStats", "compress", "d
 HEAD_BYTES = 32  # enough of an image's start for declared_size()
 WHOLE_LIMIT = 4 * CHUNK  # larger frames (other writers' images) are streamed
 ProgressFn = Callable[[int], None]
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -111,47 +111,46 @@ def read_full(src: Readable, size: int) -> bytes:
     return b"".join(parts)
 
 
-class _InOrder:
+class InOrder(Generic[T]):
     """Work handed to a thread pool, results taken back in submission order,
-    with a bounded number in flight (this bounds memory)."""
+    with a bounded number in flight (this bounds memory).  A context manager:
+    the pool is shut down on leaving it."""
 
-    def __init__(self, pool: ThreadPoolExecutor, depth: int) -> None:
-        self.pool, self.depth = pool, depth
-        self.queue: deque[Future[_Chunk] | _Chunk] = deque()
+    def __init__(self) -> None:
+        n = workers()
+        self.pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vmsnap-zstd")
+        self.depth = 2 * n + 2
+        self.queue: deque[Future[T] | T] = deque()
 
-    def submit(self, fn: Callable[[], _Chunk]) -> Iterator[_Chunk]:
+    def __enter__(self) -> InOrder[T]:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, fn: Callable[[], T]) -> Iterator[T]:
         self.queue.append(self.pool.submit(fn))
         return self._ready()
 
-    def put(self, item: _Chunk) -> Iterator[_Chunk]:
+    def put(self, item: T) -> Iterator[T]:
         self.queue.append(item)
         return self._ready()
 
-    def _ready(self) -> Iterator[_Chunk]:
+    def _ready(self) -> Iterator[T]:
         while len(self.queue) > self.depth or (self.queue and _done(self.queue[0])):
             yield _result(self.queue.popleft())
 
-    def drain(self) -> Iterator[_Chunk]:
+    def drain(self) -> Iterator[T]:
         while self.queue:
             yield _result(self.queue.popleft())
 
 
-def _done(item: Future[_Chunk] | _Chunk) -> bool:
+def _done(item: object) -> bool:
     return not isinstance(item, Future) or item.done()
 
 
-def _result(item: Future[_Chunk] | _Chunk) -> _Chunk:
+def _result(item: Future[T] | T) -> T:
     return item.result() if isinstance(item, Future) else item
-
-
-@contextmanager
-def _in_order() -> Iterator[_InOrder]:
-    n = workers()
-    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="vmsnap-zstd")
-    try:
-        yield _InOrder(pool, depth=2 * n + 2)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------- compress
@@ -193,7 +192,7 @@ def _fd_if(src: Readable, kind: Callable[[int], bool]) -> int | None:
         return None
 
 
-class _ReadBuffers:
+class ReadBuffers:
     """Chunks read into a few reused buffers: a fresh 4 MiB object per read
     costs as much in page faults as the copy itself.  A buffer goes back to the
     pool when its chunk has been written out (chunks leave in the order they
@@ -265,6 +264,27 @@ class _ReadBuffers:
         return got
 
 
+def pump(
+    reads: ReadBuffers,
+    zero: Callable[[], T],
+    job: Callable[[memoryview], T],
+    emit: Callable[[T], None],
+) -> None:
+    """Every chunk read, through the pool and back in order to ``emit``: a
+    worker runs ``job`` on it, but an all-zero chunk (a hole, or a memcmp:
+    zeros are free) gets ``zero()``, from the main thread."""
+    with InOrder[T]() as work:
+        for read in reads:
+            if read is None or (len(read[1]) == CHUNK and read[0] == ZERO_CHUNK):
+                done = work.put(zero())
+            else:
+                done = work.submit(functools.partial(job, read[1]))
+            for item in done:
+                emit(item)
+        for item in work.drain():
+            emit(item)
+
+
 def compress(
     src: Readable,
     dst: BinaryIO,
@@ -282,7 +302,7 @@ def compress(
     digest = ChunkDigest()
     written = dst.write(header_frame(size, CHUNK)) or 0
 
-    reads = _ReadBuffers(src)
+    reads = ReadBuffers(src)
 
     def emit(chunk: _Chunk) -> None:
         nonlocal written
@@ -293,16 +313,7 @@ def compress(
         reads.release_oldest()
         progress(chunk.length)
 
-    with _in_order() as work:
-        for read in reads:
-            if read is None or (len(read[1]) == CHUNK and read[0] == ZERO_CHUNK):  # a hole,
-                done = work.put(_Chunk(CHUNK, ZERO_CHUNK_HEX))  # or a memcmp: zeros are free
-            else:
-                done = work.submit(functools.partial(pack, read[1]))
-            for chunk in done:
-                emit(chunk)
-        for chunk in work.drain():
-            emit(chunk)
+    pump(reads, lambda: _Chunk(CHUNK, ZERO_CHUNK_HEX), pack, emit)
     if digest.size == 0:  # an empty volume is still one (empty) zstd frame
         written += dst.write(pack(b"").frame) or 0
     _check_source_size(digest.size, size)
@@ -444,7 +455,7 @@ def decompress(
         progress(chunk.length)
 
     try:
-        with _in_order() as work:
+        with InOrder[_Chunk]() as work:
             for frame in frames:
                 if isinstance(frame, Whole):
                     if frame.data == zero_frame():

@@ -22,6 +22,7 @@ from vmsnap.signals import GATE
 def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("VMSNAP_LOCK_FILE", str(tmp_path / "vmsnap.lock"))
     monkeypatch.setenv("VMSNAP_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("VMSNAP_CACHE_DIR", str(tmp_path / "cache"))  # the chunk index
     monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     hook = sys.excepthook

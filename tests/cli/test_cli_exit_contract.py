@@ -46,6 +46,10 @@ REACHED_BY: dict[ExitCode, list[str]] = {
         "test_an_agent_hung_past_the_thaw_leaves_a_journal_that_cleanup_acts_on",
     ],
     ExitCode.HOOK: ["lab/test_lab_hooks.py::test_backup_hooks_in_order_and_a_veto_leaves_nothing"],
+    ExitCode.NOT_A_REPOSITORY: [
+        "cli/test_cli_repo.py::test_a_folder_that_is_not_a_repository_exits_15"
+    ],
+    ExitCode.REPOSITORY_VERSION: ["cli/test_cli_repo.py::test_a_newer_repository_version_exits_16"],
     ExitCode.INTERNAL: ["cli/test_cli_exit_contract.py::test_an_unexpected_exception_exits_70"],
     ExitCode.INTERRUPTED: [  # 130, and 143 and 129 in the same test
         "cli/test_cli_image.py::test_signal_mid_stream_exits_128_plus_signal_and_leaves_nothing"

@@ -185,6 +185,23 @@ def test_image_json(main: Main, tmp_path: Path) -> None:
     check_json("image-load", out, tmp_path)
 
 
+def test_repository_json(main: Main, tmp_path: Path) -> None:
+    repo, src = tmp_path / "repo", tmp_path / "src.raw"
+    src.write_bytes(random_bytes(70000, 3))
+    keys = TIME_KEYS | {"id", "created", "manifest"}
+    code, out, _err = main("init", "--dest", str(repo), "--json")
+    assert code == 0
+    check_json("init", out, tmp_path, keys)
+    store = ["image", "store", str(src), "--dest", str(repo), "--name", "src", "--no-progress"]
+    code, out, _err = main(*store, "--json")
+    assert code == 0
+    check_json("image-store", out, tmp_path, keys)
+    export = ["export", "--dest", str(repo), "src", "-o", str(tmp_path / "x"), "--no-progress"]
+    code, out, _err = main(*export, "--json")
+    assert code == 0
+    check_json("export", out, tmp_path, keys)
+
+
 def test_checkpoint_json(
     main: Main, uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

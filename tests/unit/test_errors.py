@@ -36,6 +36,8 @@ ERROR_CLASSES = {
     errors.LockedError: ExitCode.LOCKED,
     errors.LeftBehindError: ExitCode.LEFT_BEHIND,
     errors.HookError: ExitCode.HOOK,
+    errors.NotARepositoryError: ExitCode.NOT_A_REPOSITORY,
+    errors.RepositoryVersionError: ExitCode.REPOSITORY_VERSION,
 }
 
 
@@ -57,6 +59,8 @@ def test_exit_codes_are_distinct_and_fixed() -> None:
         "LOCKED": 11,
         "LEFT_BEHIND": 12,
         "HOOK": 13,
+        "NOT_A_REPOSITORY": 15,
+        "REPOSITORY_VERSION": 16,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }

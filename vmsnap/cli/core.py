@@ -20,6 +20,7 @@ __all__ = [
     "discover",
     "guard",
     "imagecmd",
+    "repo_jobs",
     "restore",
     "retention",
     "snapshots",
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
         verify,
         virt,
     )
+    from vmsnap.repo import jobs as repo_jobs
 else:  # a module object at once; its code runs on first attribute access
     for _name in __all__:
-        globals()[_name] = lazy(f"vmsnap.{_name}")
+        globals()[_name] = lazy(f"vmsnap.{_name}".replace("_", "."))

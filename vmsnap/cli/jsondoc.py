@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from vmsnap.journal import GuestEntry
     from vmsnap.lvwrite import RestoredDisk
     from vmsnap.models import Guest
+    from vmsnap.repo.jobs import ExportResult, StoreResult
+    from vmsnap.repo.repository import Repository
     from vmsnap.retention import GuestPrune, Policy
     from vmsnap.snapshots import GuestPlan
     from vmsnap.snapstream import DiskResult
@@ -231,6 +233,40 @@ def stream_stats(stats: StreamStats) -> Doc:
         "size": stats.size,
         "chunk_sha256": stats.chunk_sha256,
         "compressed_size": stats.compressed_size,
+    }
+
+
+# ---------------------------------------------------------------- repository
+
+
+def repository(repo: Repository) -> Doc:
+    return {"repository": repo.location, **repo.config.document()}
+
+
+def store_result(r: StoreResult) -> Doc:
+    c = r.counts
+    return {
+        "repository": r.repository,
+        "name": r.name,
+        "manifest": r.backup,
+        "size": r.disk.size,
+        "chunk_sha256": r.disk.chunk_sha256,
+        "chunks": c.chunks,
+        "new_chunks": c.new_chunks,
+        "read_bytes": c.read,
+        "new_bytes": c.new,
+        "stored_bytes": c.stored,
+        "deduplicated_bytes": c.deduplicated,
+    }
+
+
+def export_result(r: ExportResult) -> Doc:
+    return {
+        "manifest": r.backup,
+        "disk": r.target,
+        "size": r.size,
+        "chunk_sha256": r.chunk_sha256,
+        "compressed_size": r.written,
     }
 
 

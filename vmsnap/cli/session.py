@@ -62,6 +62,14 @@ class Session:
             raise DestinationError(f"destination {chosen} is not a directory")
         return chosen
 
+    def repository(self, dest: Path | None) -> Path:
+        """--dest, else the file's, as a repository: init may create it, and a
+        missing one is "not a repository" (status 15) for the others."""
+        chosen = dest or self.config().dest
+        if chosen is None:
+            raise UsageError("--dest REPO is required (or dest in the configuration file)")
+        return chosen
+
     def hooks(self) -> Hooks:
         """--hooks-dir, else $VMSNAP_HOOKS_DIR, else the configuration file's hooks_dir."""
         chosen = self.hooks_dir

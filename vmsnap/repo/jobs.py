@@ -1,0 +1,169 @@
+"""The repository commands that need no guest: init, image store, export;
+and finding a backup in a repository by name and time.
+
+A backup is published by writing its manifest, last, in one atomic put: a
+run stopped at any point before leaves chunks that nothing names (garbage
+collection takes them later) and no backup.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from vmsnap import faults, imagecmd, store
+from vmsnap.errors import NotFoundError, UsageError
+from vmsnap.progress import Progress
+from vmsnap.repo import layout, reader
+from vmsnap.repo import manifest as rmanifest
+from vmsnap.repo.backend import ObjectMissing
+from vmsnap.repo.index import open_index
+from vmsnap.repo.manifest import RepoDisk, RepoManifest
+from vmsnap.repo.repository import Repository, init_local, open_local
+from vmsnap.repo.writer import Counts, store_volume
+
+
+@dataclass(frozen=True)
+class StoreResult:
+    repository: str
+    name: str
+    backup: str  # the manifest's object name
+    disk: RepoDisk
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    backup: str
+    target: str
+    size: int
+    chunk_sha256: str
+    written: int  # bytes of the image
+
+
+def init(dest: Path) -> Repository:
+    return init_local(dest)
+
+
+def store_image(
+    dest: Path, source: str, *, name: str, level: int, progress: Progress
+) -> StoreResult:
+    """Store a file or block device (or stdin) as a backup of its own, one disk called NAME."""
+    repo = open_local(dest)
+    with imagecmd._input(source) as (src, size):  # the same opening as image dump
+        with open_index(repo) as index:
+            progress.item(f"{source} -> {name}", size)
+            disk, counts = store_volume(
+                repo,
+                index,
+                src,
+                target=name,
+                size=size,
+                level=level,
+                progress=progress.advance,
+            )
+            progress.item_done()
+    faults.point("publishing")
+    published = publish(repo, rmanifest.new(name, "image", (disk,)))
+    return StoreResult(repo.location, name, published, disk, counts)
+
+
+def publish(repo: Repository, m: RepoManifest) -> str:
+    """Write the manifest, the last object of a backup; a new time name if taken."""
+    base = store.timestamp(_created_seconds(m))
+    stamp, n = base, 1
+    while repo.backend.exists(layout.manifest_name(m.name, stamp)):
+        n += 1
+        stamp = f"{base}-{n}"
+    name = layout.manifest_name(m.name, stamp)
+    repo.backend.put(name, rmanifest.to_bytes(m))
+    return name
+
+
+def _created_seconds(m: RepoManifest) -> float:
+    return calendar.timegm(time.strptime(m.created, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+# ---------------------------------------------------------------- finding backups
+
+
+def backups(repo: Repository, guest: str) -> list[str]:
+    """The guest's backups (their times), oldest first."""
+    prefix = layout.guest_prefix(guest)
+    found = []
+    for listed in repo.backend.list(prefix):
+        stamp, _sep, file = listed.name[len(prefix) :].partition("/")
+        if file == layout.MANIFEST:
+            found.append(stamp)
+    return sorted(found)
+
+
+def find(repo: Repository, guest: str, at: str | None) -> tuple[str, RepoManifest]:
+    """The newest backup of ``guest``; with ``at``, the one whose time is ``at``,
+    else the newest whose time starts with it."""
+    stamps = [s for s in backups(repo, guest) if at is None or s.startswith(at)]
+    if at in stamps:
+        stamps = [at]
+    if not stamps:
+        when = f" at {at}" if at else ""
+        raise NotFoundError(f"{repo.location}: no backup of {guest}{when}")
+    name = layout.manifest_name(guest, stamps[-1])
+    return name, load(repo, name)
+
+
+def load(repo: Repository, name: str) -> RepoManifest:
+    where = f"{repo.location}/{name}"
+    try:
+        data = repo.backend.get(name)
+    except ObjectMissing:
+        raise NotFoundError(f"{where} is missing") from None
+    return rmanifest.parse(data, where)
+
+
+# ---------------------------------------------------------------- export
+
+
+@contextmanager
+def _output(path: str) -> Iterator[BinaryIO]:
+    if path != "-":
+        with imagecmd._new_file(Path(path)) as out:  # the same renamed-into-place file
+            yield out
+        return
+    with imagecmd._terminal_stdout() as out:  # as image dump: never a terminal
+        yield out
+
+
+def export(
+    dest: Path,
+    guest: str,
+    *,
+    disk: str | None,
+    at: str | None,
+    output: str,
+    progress: Progress,
+) -> ExportResult:
+    """The disk of a backup as one image file, its frames copied, each checked."""
+    repo = open_local(dest)
+    name, m = find(repo, guest, at)
+    try:
+        chosen = m.disk(disk)
+    except LookupError as exc:
+        raise (UsageError if disk is None else NotFoundError)(str(exc)) from None
+    where = f"{repo.location}/{name}"
+    written = 0
+    with _output(output) as out:
+        progress.item(f"{guest}:{chosen.target}", chosen.size)
+        try:
+            for frame, length in reader.image_stream(repo, chosen, where=where):
+                out.write(frame)
+                written += len(frame)
+                progress.advance(length)
+        except OSError as exc:
+            raise store.destination_error(exc, Path(output)) from exc
+        progress.item_done()
+    return ExportResult(name, chosen.target, chosen.size, chosen.chunk_sha256, written)
