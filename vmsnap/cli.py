@@ -19,7 +19,7 @@ import typer
 
 from vmsnap import __version__, config
 from vmsnap.console import close_log_file, make_progress, setup_logging, to_log_file
-from vmsnap.errors import ExitCode, Interrupted, LvmError, UsageError, VmsnapError
+from vmsnap.errors import ExistsError, ExitCode, Interrupted, LvmError, UsageError, VmsnapError
 from vmsnap.hooks import Hooks
 from vmsnap.lazy import lazy
 from vmsnap.lock import run_lock
@@ -82,6 +82,7 @@ EXIT STATUS
   11   another vmsnap run holds the lock
   12   something left behind (a snapshot, a paused or frozen guest)
   13   a hook vetoed, failed, timed out or was refused as unsafe
+  14   a guest, LV or file to create already exists
   70   internal error (a bug: please report it, with --debug output)
  129/130/143  interrupted by SIGHUP/SIGINT/SIGTERM"""
 
@@ -826,7 +827,7 @@ def clone_cmd(
         raise UsageError("--start needs the guest defined: drop --no-define")
     xml_path = Path(f"{store.safe_component(new_name)}.xml") if no_define else None
     if xml_path is not None and (xml_path.exists() or xml_path.is_symlink()):
-        raise UsageError(f"{xml_path} exists; refusing to overwrite it")
+        raise ExistsError(f"{xml_path} exists; refusing to overwrite it")
     settings = clone.CloneSettings(
         source=source,
         new_name=new_name,

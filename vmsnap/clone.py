@@ -18,7 +18,7 @@ from vmsnap import backup, cleanup, clonexml, hooks, image, lvm, manifest, resto
 from vmsnap.devio import open_device
 from vmsnap.digest import ChunkDigest
 from vmsnap.discover import Inventory, describe
-from vmsnap.errors import NotFoundError, UsageError
+from vmsnap.errors import ExistsError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
@@ -87,10 +87,9 @@ def _check_new(conn: Connection, settings: CloneSettings, disks: list[NewDisk]) 
     except NotFoundError:
         pass
     else:
-        raise UsageError(f"a guest named {settings.new_name!r} already exists")
-    for disk in disks:
-        if lvm.find_volume(disk.vg, disk.name) is not None:
-            raise UsageError(f"{disk.vg}/{disk.name} already exists; refusing to overwrite it")
+        raise ExistsError(f"a guest named {settings.new_name!r} already exists")
+    for vg in sorted({d.vg for d in disks}):
+        lvm.require_free(vg, [d.name for d in disks if d.vg == vg])
     groups: dict[tuple[str, str | None], list[int]] = {}
     for disk in disks:
         groups.setdefault((disk.vg, disk.thin_pool), []).append(disk.size)

@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 11  # another vmsnap run holds the lock
     LEFT_BEHIND = 12  # a snapshot could not be removed or a guest released
     HOOK = 13  # a hook vetoed, failed, timed out, or is not safe to run
+    EXISTS = 14  # a new guest, LV or file to create already exists
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 and SIGHUP 129 (128 + signal)
 
@@ -91,6 +92,13 @@ class TruncatedError(IntegrityError):
 
 class LockedError(VmsnapError):
     exit_code = ExitCode.LOCKED
+
+
+class ExistsError(VmsnapError):
+    """Something this run would create (a guest, an LV, a file) is already
+    there: refused rather than overwritten, before anything is changed."""
+
+    exit_code = ExitCode.EXISTS
 
 
 class LeftBehindError(VmsnapError):

@@ -159,9 +159,7 @@ def _restore_new(
     vg = settings.vg
     assert vg is not None
     names = [new_name(settings, d, len(disks)) for d in disks]
-    for name in names:
-        if lvm.find_volume(vg, name) is not None:
-            raise UsageError(f"{vg}/{name} already exists; refusing to overwrite it")
+    lvm.require_free(vg, names)
     lvm.check_room(vg, [d.size for d in disks], settings.thin_pool)
     done: list[RestoredDisk] = []
     with ExitStack() as created:  # every new LV is removed if any disk fails

@@ -6,9 +6,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from clikit import Main, one_line_error
 
+from vmsnap import lvm
 from vmsnap.errors import ExitCode
+from vmsnap.models import LogicalVolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import flip_bit, make_backup
@@ -82,3 +85,38 @@ def test_clone_onto_an_existing_name(main: Main, uri: str) -> None:
     code, _out, err = main("clone", "web01", "db01", "--connect", uri)
     assert code in (ExitCode.USAGE, ExitCode.UNSUPPORTED_DISK)
     one_line_error(err)
+
+
+def _host_has(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """This host's LVM, as ``lvs`` would report it: these LVs of vg0."""
+    volumes = [
+        LogicalVolume(
+            vg="vg0",
+            name=n,
+            path=f"/dev/vg0/{n}",
+            dm_path="",
+            size=1 << 20,
+            attr="",
+            segtype="linear",
+        )
+        for n in names
+    ]
+    monkeypatch.setattr(lvm, "list_volumes", lambda *_a, **_k: list(volumes))
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_clone_onto_an_existing_guest_name_exits_14(main: Main, tmp_path: Path, uri: str) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    code, _out, err = main("clone", str(folder), "db01", "--connect", uri)
+    assert code == ExitCode.EXISTS == 14
+    assert "already exists" in one_line_error(err)
+
+
+def test_restore_onto_a_taken_lv_name_exits_14(
+    main: Main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    _host_has(monkeypatch, "vdb-restored")
+    code, _out, err = main("restore", str(folder), "--vg", "vg0")
+    assert code == ExitCode.EXISTS == 14
+    assert "vg0/vdb-restored already exists" in one_line_error(err)

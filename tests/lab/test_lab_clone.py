@@ -21,6 +21,7 @@ from labkit import (
 )
 
 from vmsnap import clone, virt
+from vmsnap.errors import ExitCode
 from vmsnap.progress import NoProgress
 
 MAC = "52:54:00:12:34:56"
@@ -97,10 +98,10 @@ def test_clone_refuses_before_creating_anything(lab: Lab, tmp_path: Path) -> Non
     lab.lv("taken-vdb", 4)
     before = lv_names()
     run = vmsnap("clone", "tpl", "tpl", "--connect", uri)  # the name exists
-    assert run.returncode == 2
+    assert run.returncode == ExitCode.EXISTS == 14
     assert "already exists" in run.stderr
     run = vmsnap("clone", "tpl", "taken", "--connect", uri)  # an LV name is taken
-    assert run.returncode == 2
+    assert run.returncode == ExitCode.EXISTS
     assert "taken-vdb" in run.stderr
     run = vmsnap("clone", "tpl", "huge", "--vg", VG, "--connect", uri, "--thin-pool", "nopool")
     assert run.returncode == 3

@@ -34,6 +34,7 @@ ERROR_CLASSES = {
     errors.LockedError: ExitCode.LOCKED,
     errors.LeftBehindError: ExitCode.LEFT_BEHIND,
     errors.HookError: ExitCode.HOOK,
+    errors.ExistsError: ExitCode.EXISTS,
 }
 
 
@@ -55,6 +56,7 @@ def test_exit_codes_are_distinct_and_fixed() -> None:
         "LOCKED": 11,
         "LEFT_BEHIND": 12,
         "HOOK": 13,
+        "EXISTS": 14,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }
