@@ -5,41 +5,38 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import secrets
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmsnap import __version__, cleanup, faults, hooks, image, lvm, store
+from vmsnap import __version__, cleanup, faults, hooks, image, store
 from vmsnap.discover import Inventory, describe
-from vmsnap.errors import (
-    DestinationError,
-    Interrupted,
-    NoSpaceError,
-    UnsupportedDiskError,
-    UsageError,
-    VmsnapError,
-)
+from vmsnap.errors import DestinationError, Interrupted, UsageError, VmsnapError
 from vmsnap.guard import GuardSettings
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.manifest import seal
-from vmsnap.models import Disk, Guest, LogicalVolume, QuiesceMode, SizeSpec, human_size
+from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
-from vmsnap.quiesce import Window, quiesced
+from vmsnap.quiesce import Window
+from vmsnap.snapshots import (
+    DEFAULT_POOL_LIMIT,
+    GuestPlan,
+    guest_snapshots,
+    new_run_id,
+    plan_guest,
+    run_tags,
+)
 from vmsnap.snapstream import DiskResult, stream_snapshot
 from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
-DEFAULT_SNAPSHOT_SHARE = 20.0  # percent of the origin, for a COW snapshot
-MIN_SNAPSHOT_SHARE = 5.0  # below this a default-sized snapshot is refused
-DEFAULT_POOL_LIMIT = 90.0  # percent: a thin pool fuller than this is not snapshotted
 
 
 @dataclass(frozen=True)
@@ -55,25 +52,6 @@ class BackupSettings:
     hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
-@dataclass(frozen=True)
-class DiskPlan:
-    target: str
-    volume: LogicalVolume
-    snapshot_name: str
-    cow_size: int | None  # None for a thin snapshot
-
-
-@dataclass(frozen=True)
-class GuestPlan:
-    guest: Guest
-    disks: tuple[DiskPlan, ...]
-    skipped: tuple[tuple[str, str], ...]
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(d.volume.size for d in self.disks)
-
-
 @dataclass
 class GuestResult:
     name: str
@@ -87,129 +65,6 @@ class GuestResult:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def _round_up(n: int, extent: int) -> int:
-    return -(-n // extent) * extent
-
-
-def full_cow(origin: int) -> int:
-    """COW space that can never overflow: the origin plus room for the
-    exception table (16 bytes per 4 KiB chunk, under 1/64) and its header."""
-    return origin + origin // 64 + (1 << 20)
-
-
-def _wanted(share: SizeSpec, origin: int) -> int:
-    if share.percent is not None and share.percent >= 100:
-        return full_cow(origin)  # "100%": never overflow
-    return share.for_origin(origin)
-
-
-def cow_sizes(
-    origins: list[int], *, free: int, extent: int, spec: SizeSpec | None, vg: str
-) -> list[int]:
-    """COW sizes for thick origins in one VG, checked against its free space.
-
-    Explicit ``--snapshot-size``: exactly that.  Default: 20% of each origin,
-    shrunk to fit the free space but never below 5% of the origin.
-    """
-    share = spec or SizeSpec(percent=DEFAULT_SNAPSHOT_SHARE)
-    sizes = [_round_up(max(_wanted(share, o), extent), extent) for o in origins]
-    if sum(sizes) <= free:
-        return sizes
-    needed = human_size(sum(sizes))
-    if spec is not None:
-        raise NoSpaceError(
-            f"volume group {vg} has {human_size(free)} free, snapshots need {needed}",
-            hint="free space in the VG or pass a smaller --snapshot-size",
-        )
-    scale = free / sum(sizes)
-    scaled = [(int(s * scale) // extent) * extent for s in sizes]
-    if any(
-        s < max(extent, o * MIN_SNAPSHOT_SHARE / 100) for s, o in zip(scaled, origins, strict=True)
-    ):
-        raise NoSpaceError(
-            f"volume group {vg} has {human_size(free)} free, too little for snapshots "
-            f"of {human_size(sum(origins))} of volumes (want {needed})",
-            hint="free space in the VG or pass --snapshot-size",
-        )
-    return scaled
-
-
-def _select_disks(
-    guest: Guest, excludes: frozenset[tuple[str, str]]
-) -> tuple[list[Disk], list[tuple[str, str]]]:
-    chosen: list[Disk] = []
-    skipped: list[tuple[str, str]] = []
-    targets = {d.target for d in guest.disks}
-    unknown = sorted(t for d, t in excludes if d == guest.name and t not in targets)
-    if unknown:
-        raise UsageError(f"no disk {', '.join(unknown)} to --exclude")
-    for disk in guest.disks:
-        if (guest.name, disk.target) in excludes:
-            skipped.append((disk.target, "excluded"))
-        elif disk.skippable:
-            skipped.append((disk.target, disk.reason or disk.spec.device))
-        elif disk.volume is None:
-            raise UnsupportedDiskError(
-                f"disk {disk.target} ({disk.spec.source or 'no source'}) "
-                f"cannot be snapshotted: {disk.reason}",
-                hint=f"--exclude {guest.name}:{disk.target} backs up the rest",
-            )
-        else:
-            lvm.check_snapshottable(disk.volume)
-            chosen.append(disk)
-    if not chosen:
-        raise UnsupportedDiskError("no LV disks to back up")
-    return chosen, skipped
-
-
-def check_thin_pools(disks: list[Disk], limit: float) -> None:
-    """A full thin pool stops the live guest, not only the backup: refuse to
-    add a snapshot to a pool whose data or metadata is past ``limit`` percent."""
-    pools = {d.pool.full_name: d.pool for d in disks if d.pool is not None}
-    for pool in pools.values():
-        for what, fill in (("data", pool.data_percent), ("metadata", pool.metadata_percent)):
-            if fill is not None and fill > limit:
-                raise NoSpaceError(
-                    f"thin pool {pool.full_name} {what} is {fill:.1f}% full (limit {limit:g}%)",
-                    hint="grow the pool (lvextend) or pass a higher --thin-pool-limit",
-                )
-
-
-def _plan_sizes(disks: list[Disk], spec: SizeSpec | None) -> dict[str, int]:
-    by_vg: dict[str, list[LogicalVolume]] = {}
-    for disk in disks:
-        assert disk.volume is not None
-        if not disk.volume.is_thin:
-            by_vg.setdefault(disk.volume.vg, []).append(disk.volume)
-    sizes: dict[str, int] = {}
-    for vg_name, volumes in by_vg.items():
-        vg = lvm.volume_group(vg_name)
-        planned = cow_sizes(
-            [v.size for v in volumes], free=vg.free, extent=vg.extent_size, spec=spec, vg=vg_name
-        )
-        sizes.update({v.full_name: s for v, s in zip(volumes, planned, strict=True)})
-    return sizes
-
-
-def plan_guest(
-    guest: Guest, settings: BackupSettings, run_id: str, kind: str = "vmsnap"
-) -> GuestPlan:
-    chosen, skipped = _select_disks(guest, settings.excludes)
-    check_thin_pools(chosen, settings.thin_pool_limit)
-    sizes = _plan_sizes(chosen, settings.snapshot_size)
-    plans = []
-    for disk in chosen:
-        volume = disk.volume
-        assert volume is not None
-        name = lvm.snapshot_name(volume.vg, volume.name, run_id, kind)
-        plans.append(DiskPlan(disk.target, volume, name, sizes.get(volume.full_name)))
-    return GuestPlan(guest=guest, disks=tuple(plans), skipped=tuple(skipped))
-
-
-def new_run_id() -> str:
-    return secrets.token_hex(4)
 
 
 def manifest(result: GuestResult, conn_host: str, created: float) -> dict[str, Any]:
@@ -275,53 +130,21 @@ def _staging(
             journal.forget_staging(staging)
 
 
-@contextmanager
-def guest_snapshots(
-    dom: Domain,
-    plan: GuestPlan,
-    mode: QuiesceMode,
-    *,
-    journal: Journal | None,
-    uri: str,
-    tags: tuple[str, ...],
-    scope: Scope = hooks.NO_HOOKS,
-    keep: bool = False,
-) -> Iterator[tuple[Window, list[LogicalVolume]]]:
-    """All of a guest's snapshots, taken in one quiesce window that holds nothing
-    else; the guest is released before the body runs, and every snapshot is
-    removed when it ends, however it ends; with ``keep``, only if the body
-    fails.  Backup, clone and checkpoint use this.  The pre-quiesce hooks run
-    first (one failing stops here, before any snapshot), the post-snapshot
-    hooks once the guest is released."""
-    scope = scope.bind(
-        VMSNAP_DOMAIN=dom.name,
-        VMSNAP_DOMAIN_UUID=dom.uuid,
-        VMSNAP_VOLUMES=" ".join(d.volume.path for d in plan.disks),
+def _plan(
+    dom: Domain, inventory: Inventory, conn: Connection, settings: BackupSettings, run_id: str
+) -> GuestPlan:
+    return plan_guest(
+        describe(dom, inventory, conn),
+        run_id=run_id,
+        excludes=settings.excludes,
+        snapshot_size=settings.snapshot_size,
+        thin_pool_limit=settings.thin_pool_limit,
     )
-    scope.run(hooks.PRE_QUIESCE, VMSNAP_QUIESCE=str(mode))
-    with ExitStack() as snapshots:
-        with quiesced(dom, mode, journal, uri) as window:
-            snaps = [
-                snapshots.enter_context(lvm.snapshot(d.volume, d.snapshot_name, d.cow_size, tags))
-                for d in plan.disks
-            ]
-            faults.point("window")
-        faults.point("snapshotted")
-        log.info(
-            "%s: snapshots taken, quiesce %s for %.2f s", dom.name, window.used, window.seconds
-        )
-        scope.run(
-            hooks.POST_SNAPSHOT,
-            VMSNAP_QUIESCE=window.used,
-            VMSNAP_SNAPSHOTS=" ".join(s.path for s in snaps),
-        )
-        yield window, snaps
-        if keep:
-            snapshots.pop_all()
 
 
 def run_guest(
     conn: Connection,
+    dom: Domain,
     result: GuestResult,
     settings: BackupSettings,
     progress: Progress,
@@ -333,9 +156,7 @@ def run_guest(
     published backup is on record even if removing a snapshot fails after)."""
     plan = result.plan
     assert plan is not None
-    dom = conn.domain(plan.guest.name)
     created = time.time()
-    tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
     with _staging(settings, plan.guest.name, store.timestamp(created), journal) as staging:
         domain_xml = dom.definition().encode()
         store.write_file(staging / store.DOMAIN_XML, domain_xml)
@@ -346,7 +167,7 @@ def run_guest(
             settings.quiesce,
             journal=journal,
             uri=conn.uri,
-            tags=tags,
+            tags=run_tags(run_id),
             scope=scope.bind(VMSNAP_BACKUP_DIR=str(staging)),
         ) as (window, snaps):
             result.window = window
@@ -393,8 +214,7 @@ def backup(
         if settings.dry_run:
             inventory = Inventory.load()
             return [
-                _backup_one(conn, d.name, inventory, settings, progress, run_id, None)
-                for d in domains
+                _backup_one(conn, d, inventory, settings, progress, run_id, None) for d in domains
             ]
         left = cleanup.cleanup()
         inventory = Inventory.load()
@@ -406,7 +226,7 @@ def backup(
         status = "interrupted"
         try:
             results = [
-                _backup_one(conn, d.name, inventory, settings, progress, run_id, run_journal, scope)
+                _backup_one(conn, d, inventory, settings, progress, run_id, run_journal, scope)
                 for d in domains
             ]
             status = "ok" if all(r.ok for r in results) else "failed"
@@ -418,7 +238,7 @@ def backup(
 
 def _backup_one(
     conn: Connection,
-    name: str,
+    dom: Domain,
     inventory: Inventory,
     settings: BackupSettings,
     progress: Progress,
@@ -426,11 +246,11 @@ def _backup_one(
     journal: Journal | None,
     scope: Scope = hooks.NO_HOOKS,
 ) -> GuestResult:
-    result = GuestResult(name=name)
+    result = GuestResult(name=dom.name)
     try:
-        result.plan = plan_guest(describe(conn.domain(name), inventory, conn), settings, run_id)
+        result.plan = _plan(dom, inventory, conn, settings, run_id)
         if not settings.dry_run:
-            run_guest(conn, result, settings, progress, run_id, journal, scope)
+            run_guest(conn, dom, result, settings, progress, run_id, journal, scope)
     except Interrupted:
         raise
     except VmsnapError as exc:

@@ -14,9 +14,8 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from vmsnap import backup, cleanup, hooks, lvm
+from vmsnap import cleanup, hooks, lvm
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
@@ -40,6 +39,7 @@ from vmsnap.models import (
     SizeSpec,
     human_size,
 )
+from vmsnap.snapshots import DEFAULT_POOL_LIMIT, guest_snapshots, new_run_id, plan_guest, run_tags
 from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class CreateSettings:
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
     expire: float | None = None  # seconds from now
-    thin_pool_limit: float = backup.DEFAULT_POOL_LIMIT
+    thin_pool_limit: float = DEFAULT_POOL_LIMIT
     hooks: Hooks = field(default_factory=Hooks.from_environment)
 
 
@@ -252,7 +252,7 @@ def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
         dom = conn.domain(name)
         if any(c.label == label for c in of_domain(dom)):
             raise UsageError(f"{name} already has a checkpoint {label!r}")
-        run_id = backup.new_run_id()
+        run_id = new_run_id()
         scope = settings.hooks.scope(
             VMSNAP_COMMAND="checkpoint", VMSNAP_RUN_ID=run_id, VMSNAP_LABEL=label
         ).bind(VMSNAP_DOMAIN=dom.name, VMSNAP_DOMAIN_UUID=dom.uuid)
@@ -281,31 +281,30 @@ def _take(
     journal: Journal,
     scope: Scope,
 ) -> None:
-    plan_settings = backup.BackupSettings(
-        dest=Path("."),
-        quiesce=settings.quiesce,
+    plan = plan_guest(
+        describe(dom, Inventory.load(), conn),
+        run_id=run_id,
         snapshot_size=settings.snapshot_size,
         thin_pool_limit=settings.thin_pool_limit,
-        hooks=settings.hooks,
+        purpose=KIND,
     )
-    plan = backup.plan_guest(describe(dom, Inventory.load(), conn), plan_settings, run_id, KIND)
     created = time.time()
     expires = created + settings.expire if settings.expire else None
-    run_tags = (lvm.TAG, f"{lvm.TAG}-run-{run_id}")
-    with backup.guest_snapshots(
+    tags_of_run = run_tags(run_id)
+    with guest_snapshots(
         dom,
         plan,
         settings.quiesce,
         journal=journal,
         uri=conn.uri,
-        tags=run_tags,
+        tags=tags_of_run,
         scope=scope,
         keep=True,
     ) as (_window, snaps):
         # until here a crash leaves backup-like snapshots that cleanup sweeps
         for disk, snap in zip(plan.disks, snaps, strict=True):
             tags = checkpoint_tags(dom, settings.label, disk.target, created, expires)
-            lvm.retag(snap, add=tags, delete=run_tags)
+            lvm.retag(snap, add=tags, delete=tags_of_run)
 
 
 # ---------------------------------------------------------------- rollback

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         imagecmd,
         restore,
         retention,
+        snapshots,
         store,
         verify,
         virt,
@@ -60,6 +61,7 @@ else:  # each command loads only the modules it uses (see vmsnap/lazy.py)
     imagecmd = lazy("vmsnap.imagecmd")
     restore = lazy("vmsnap.restore")
     retention = lazy("vmsnap.retention")
+    snapshots = lazy("vmsnap.snapshots")
     store = lazy("vmsnap.store")
     verify = lazy("vmsnap.verify")
     virt = lazy("vmsnap.virt")
@@ -316,7 +318,7 @@ def _result_json(
     }
 
 
-def _plan_json(plan: backup.GuestPlan) -> dict[str, Any]:
+def _plan_json(plan: snapshots.GuestPlan) -> dict[str, Any]:
     return {
         "disks": [
             {
@@ -439,7 +441,7 @@ def backup_cmd(
             excludes=_parse_excludes(exclude or []) | cfg.excludes_for(set(names)),
             level=level or cfg.level or DEFAULT_LEVEL,
             dry_run=dry_run,
-            thin_pool_limit=thin_pool_limit or cfg.thin_pool_limit or backup.DEFAULT_POOL_LIMIT,
+            thin_pool_limit=thin_pool_limit or cfg.thin_pool_limit or snapshots.DEFAULT_POOL_LIMIT,
             hooks=_hooks(),
         )
         results = backup.backup(

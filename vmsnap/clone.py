@@ -8,13 +8,14 @@ snapshotted under the same quiesce rules as a backup and copied LV to LV.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import backup, cleanup, clonexml, hooks, image, lvm, manifest, restore, store
+from vmsnap import cleanup, clonexml, hooks, image, lvm, manifest, store
 from vmsnap.devio import open_device
 from vmsnap.digest import ChunkDigest
 from vmsnap.discover import Inventory, describe
@@ -22,8 +23,10 @@ from vmsnap.errors import ExistsError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
+from vmsnap.lvwrite import RestoredDisk, io_error, write_image
 from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
+from vmsnap.snapshots import CLONE_TAGS, guest_snapshots, new_run_id, plan_guest
 from vmsnap.snapstream import check_snapshot_valid
 from vmsnap.virt import Connection
 
@@ -65,7 +68,7 @@ class CloneResult:
     xml: str = ""
     defined: bool = False
     started: bool = False
-    disks: list[restore.RestoredDisk] = field(default_factory=list)
+    disks: list[RestoredDisk] = field(default_factory=list)
 
 
 def _new_disk(
@@ -99,7 +102,7 @@ def _check_new(conn: Connection, settings: CloneSettings, disks: list[NewDisk]) 
 
 def copy_volume(
     src_path: str, dst: LogicalVolume, size: int, *, sparse: bool, progress: Progress
-) -> restore.RestoredDisk:
+) -> RestoredDisk:
     """Raw copy of ``size`` bytes, LV to LV; zero chunks skipped on a sparse target."""
     digest = ChunkDigest()
     done = 0
@@ -114,8 +117,16 @@ def copy_volume(
                 done += len(chunk)
                 progress.advance(len(chunk))
         except OSError as exc:
-            raise restore.io_error(exc, source=src_path, target=dst) from exc
-    return restore.RestoredDisk("", dst.full_name, dst.path, done, digest.hexdigest(), True, sparse)
+            raise io_error(exc, source=src_path, target=dst) from exc
+    return RestoredDisk(
+        target="",
+        volume=dst.full_name,
+        path=dst.path,
+        size=done,
+        chunk_sha256=digest.hexdigest(),
+        created=True,
+        sparse=sparse,
+    )
 
 
 @contextmanager
@@ -187,18 +198,8 @@ def _from_backup(
             lv = created.enter_context(
                 lvm.new_volume(plan.vg, plan.name, plan.size, plan.thin_pool)
             )
-            stats = restore.write_image(disk, folder, lv, sparse=lv.is_thin, progress=progress)
-            written.append(
-                restore.RestoredDisk(
-                    disk.target,
-                    lv.full_name,
-                    lv.path,
-                    stats.size,
-                    stats.chunk_sha256,
-                    True,
-                    lv.is_thin,
-                )
-            )
+            stats = write_image(disk, folder, lv, sparse=lv.is_thin, progress=progress)
+            written.append(RestoredDisk.of(disk.target, lv, stats, created=True, sparse=lv.is_thin))
         result = created.enter_context(_defined(conn, new_xml, settings))
         result.disks = written
         created.pop_all()
@@ -214,10 +215,7 @@ def _from_guest(
 ) -> CloneResult:
     dom = conn.domain(settings.source)
     guest = describe(dom, Inventory.load(), conn)
-    snapshot_settings = backup.BackupSettings(
-        dest=Path("."), quiesce=settings.quiesce, snapshot_size=settings.snapshot_size
-    )
-    plan = backup.plan_guest(guest, snapshot_settings, backup.new_run_id())
+    plan = plan_guest(guest, run_id=new_run_id(), snapshot_size=settings.snapshot_size)
     disks = [
         _new_disk(settings, d.target, d.volume.size, d.volume, d.volume.vg) for d in plan.disks
     ]
@@ -225,13 +223,12 @@ def _from_guest(
     new_xml = clonexml.clone_xml(
         dom.definition(), name=settings.new_name, disk_paths={d.target: d.path for d in disks}
     )
-    tags = (lvm.TAG, f"{lvm.TAG}-clone")
     with ExitStack() as created:
         targets = [
             created.enter_context(lvm.new_volume(d.vg, d.name, d.size, d.thin_pool)) for d in disks
         ]
-        with backup.guest_snapshots(
-            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=tags, scope=scope
+        with guest_snapshots(
+            dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=CLONE_TAGS, scope=scope
         ) as (_window, snaps):
             progress.job(dom.name, plan.total_bytes)
             written = []
@@ -242,17 +239,7 @@ def _from_guest(
                 )
                 check_snapshot_valid(snap)
                 progress.item_done()
-                written.append(
-                    restore.RestoredDisk(
-                        p.target,
-                        copied.volume,
-                        copied.path,
-                        copied.size,
-                        copied.chunk_sha256,
-                        True,
-                        copied.sparse,
-                    )
-                )
+                written.append(dataclasses.replace(copied, target=p.target))
             progress.job_done()
         result = created.enter_context(_defined(conn, new_xml, settings))
         result.disks = written

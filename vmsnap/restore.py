@@ -12,11 +12,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import hooks, image, lvm, manifest
-from vmsnap.devio import open_device
+from vmsnap import hooks, lvm, manifest
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks
+from vmsnap.lvwrite import RestoredDisk, write_image
 from vmsnap.manifest import Manifest, ManifestDisk
 from vmsnap.models import LogicalVolume, human_size
 from vmsnap.progress import Progress
@@ -34,48 +34,6 @@ class RestoreSettings:
     thin_pool: str | None = None
     force: bool = False
     hooks: Hooks = field(default_factory=Hooks.from_environment)
-
-
-@dataclass(frozen=True)
-class RestoredDisk:
-    target: str
-    volume: str
-    path: str
-    size: int
-    chunk_sha256: str
-    created: bool
-    sparse: bool
-
-
-def io_error(exc: OSError, *, source: str, target: LogicalVolume) -> DestinationError:
-    """A read or write error while filling ``target``: a full thin pool, EIO."""
-    where = source if exc.filename == source else target.full_name
-    return DestinationError(f"I/O error on {where}: {exc.strerror or exc}")
-
-
-def write_image(
-    disk: ManifestDisk, directory: Path, target: LogicalVolume, *, sparse: bool, progress: Progress
-) -> image.StreamStats:
-    """Decode one image onto ``target``, checking length and digest on the way."""
-    progress.item(f"{disk.target} -> {target.full_name}", disk.size)
-    try:
-        src = open(directory / disk.image, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"image {directory / disk.image} is missing") from exc
-    with src, open_device(target.path) as sink:
-        try:
-            stats = image.decompress(
-                src,
-                sink,
-                expected_size=disk.size,
-                expected_digest=disk.chunk_sha256,
-                sparse=sparse,
-                progress=progress.advance,
-            )
-        except OSError as exc:
-            raise io_error(exc, source=str(directory / disk.image), target=target) from exc
-    progress.item_done()
-    return stats
 
 
 def _select(m: Manifest, targets: tuple[str, ...]) -> list[ManifestDisk]:
@@ -148,9 +106,7 @@ def _restore_onto(
     assert settings.to is not None
     lv = _existing_target(settings.to, disk, settings.force)
     stats = write_image(disk, m.directory, lv, sparse=False, progress=progress)
-    return RestoredDisk(
-        disk.target, lv.full_name, lv.path, stats.size, stats.chunk_sha256, False, False
-    )
+    return RestoredDisk.of(disk.target, lv, stats, created=False, sparse=False)
 
 
 def _restore_new(
@@ -167,10 +123,6 @@ def _restore_new(
             lv = created.enter_context(lvm.new_volume(vg, name, disk.size, settings.thin_pool))
             sparse = lv.is_thin  # a new thin LV reads zeros; a new thick one may not
             stats = write_image(disk, m.directory, lv, sparse=sparse, progress=progress)
-            done.append(
-                RestoredDisk(
-                    disk.target, lv.full_name, lv.path, stats.size, stats.chunk_sha256, True, sparse
-                )
-            )
+            done.append(RestoredDisk.of(disk.target, lv, stats, created=True, sparse=sparse))
         created.pop_all()
     return done

@@ -22,7 +22,7 @@ import pytest
 from agentkit import URI, VMSNAP, freeze_status, read_guest_file, write_guest_file
 from conftest import Guest
 
-from vmsnap import backup, virt
+from vmsnap import backup, snapshots, virt
 from vmsnap.errors import ExitCode, LeftBehindError, QuiesceError
 from vmsnap.journal import Journal, load_left
 from vmsnap.models import Guest as GuestInfo
@@ -99,7 +99,7 @@ def test_the_filesystem_is_frozen_for_the_window_and_thawed_after(
     assert hook_calls(guest)[calls:] == ["freeze", "thaw"]
     assert journal_actions() == []
     info = GuestInfo(guest.name, dom.uuid, "running", "qemu", ())
-    plan = backup.GuestPlan(guest=info, disks=(), skipped=())
+    plan = snapshots.GuestPlan(guest=info, disks=(), skipped=())
     result = backup.GuestResult(guest.name, plan=plan, window=window)
     record = backup.manifest(result, "host", time.time())["quiesce"]
     assert (record["mode"], record["frozen_filesystems"]) == ("freeze", 1)

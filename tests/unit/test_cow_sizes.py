@@ -1,12 +1,12 @@
-"""backup.cow_sizes: how big each COW snapshot of thick LVs in one VG gets."""
+"""snapshots.cow_sizes: how big each COW snapshot of thick LVs in one VG gets."""
 
 from __future__ import annotations
 
 import pytest
 
-from vmsnap.backup import MIN_SNAPSHOT_SHARE, cow_sizes
 from vmsnap.errors import ExitCode, NoSpaceError
 from vmsnap.models import SizeSpec
+from vmsnap.snapshots import MIN_SNAPSHOT_SHARE, cow_sizes
 
 MiB, GiB = 1 << 20, 1 << 30
 EXTENT = 4 * MiB

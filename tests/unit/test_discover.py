@@ -10,10 +10,10 @@ import pytest
 from unitkit import DIR_POOL, LOGICAL_POOL, domain_xml
 
 from vmsnap import lvm, virt
-from vmsnap.backup import BackupSettings, plan_guest
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExitCode, UnsupportedDiskError
 from vmsnap.models import Guest
+from vmsnap.snapshots import plan_guest
 
 RUN_ID = "abcd1234"
 
@@ -111,7 +111,7 @@ def test_describe_resolves_each_kind_of_disk(guests: dict[str, Guest]) -> None:
 
 
 def test_plan_of_thin_disks_needs_no_cow_size(guests: dict[str, Guest]) -> None:
-    plan = plan_guest(guests["thinonly"], BackupSettings(dest=Path("/unused")), RUN_ID)
+    plan = plan_guest(guests["thinonly"], run_id=RUN_ID)
     (disk,) = plan.disks
     assert (disk.target, disk.volume.full_name, disk.cow_size) == ("vda", "labvg/thin", None)
     assert disk.snapshot_name == f"thin-vmsnap-{RUN_ID}"
@@ -121,7 +121,7 @@ def test_plan_of_thin_disks_needs_no_cow_size(guests: dict[str, Guest]) -> None:
 
 def test_plan_refuses_a_disk_that_is_not_an_lv(guests: dict[str, Guest]) -> None:
     with pytest.raises(UnsupportedDiskError) as info:
-        plan_guest(guests["app"], BackupSettings(dest=Path("/unused")), RUN_ID)
+        plan_guest(guests["app"], run_id=RUN_ID)
     assert info.value.exit_code == ExitCode.UNSUPPORTED_DISK
     assert "vdc" in str(info.value)
     assert "--exclude app:vdc" in str(info.value)
@@ -129,7 +129,7 @@ def test_plan_refuses_a_disk_that_is_not_an_lv(guests: dict[str, Guest]) -> None
 
 def test_plan_with_excludes(guests: dict[str, Guest]) -> None:
     excludes = frozenset(("app", t) for t in ("vda", "vdc", "vdd", "vdf", "vdg", "vdh", "vdi"))
-    plan = plan_guest(guests["app"], BackupSettings(dest=Path("/u"), excludes=excludes), RUN_ID)
+    plan = plan_guest(guests["app"], run_id=RUN_ID, excludes=excludes)
     assert [d.target for d in plan.disks] == ["vdb"]
     skipped = dict(plan.skipped)
     assert skipped["vda"] == "excluded"
@@ -139,13 +139,11 @@ def test_plan_with_excludes(guests: dict[str, Guest]) -> None:
 
 def test_excludes_of_another_guest_do_not_apply(guests: dict[str, Guest]) -> None:
     excludes = frozenset({("other", "vda")})
-    plan = plan_guest(
-        guests["thinonly"], BackupSettings(dest=Path("/u"), excludes=excludes), RUN_ID
-    )
+    plan = plan_guest(guests["thinonly"], run_id=RUN_ID, excludes=excludes)
     assert [d.target for d in plan.disks] == ["vda"]
 
 
 def test_a_guest_with_only_skipped_disks_has_nothing_to_back_up(guests: dict[str, Guest]) -> None:
     excludes = frozenset({("thinonly", "vda")})
     with pytest.raises(UnsupportedDiskError, match="no LV disks"):
-        plan_guest(guests["thinonly"], BackupSettings(dest=Path("/u"), excludes=excludes), RUN_ID)
+        plan_guest(guests["thinonly"], run_id=RUN_ID, excludes=excludes)
