@@ -176,6 +176,7 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
 def _from_backup(
     conn: Connection, folder: Path, settings: CloneSettings, progress: Progress
 ) -> CloneResult:
+    store.require_published(folder)
     m = manifest.load(folder)
     try:
         xml = (folder / store.DOMAIN_XML).read_text()

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import hooks, lvm, manifest
+from vmsnap import hooks, lvm, manifest, store
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks
@@ -79,6 +79,7 @@ def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
 
 def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]:
     """The hooks' job-start may veto it; restore-end or restore-abort follow."""
+    store.require_published(settings.backup_dir)
     m = manifest.load(settings.backup_dir)
     disks = _select(m, settings.disks)
     if settings.to is not None and len(disks) != 1:

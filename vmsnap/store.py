@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vmsnap.errors import DestinationError
+from vmsnap.errors import DestinationError, IntegrityError
 
 PARTIAL_SUFFIX = ".partial"
 MANIFEST = "manifest.json"
@@ -70,6 +70,19 @@ def remove_partials(folder: Path) -> list[Path]:
     for path in gone:
         shutil.rmtree(path, ignore_errors=True)
     return gone
+
+
+def require_published(folder: Path) -> None:
+    """What readers check first: a ``.partial`` folder is unpublished (an
+    interrupted backup, or one still being written) and no backup at all,
+    whatever its manifest says (vmsnap-format(5))."""
+    for path in (folder, folder.resolve()):
+        if path.name.endswith(PARTIAL_SUFFIX):
+            raise IntegrityError(
+                f"{folder} is an unpublished backup (a {PARTIAL_SUFFIX} folder: interrupted, "
+                "or still being written)",
+                hint="use a published one: vmsnap backups lists them",
+            )
 
 
 def create_staging(dest: Path, guest: str, stamp: str) -> Path:

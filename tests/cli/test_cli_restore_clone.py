@@ -120,3 +120,21 @@ def test_restore_onto_a_taken_lv_name_exits_14(
     code, _out, err = main("restore", str(folder), "--vg", "vg0")
     assert code == ExitCode.EXISTS == 14
     assert "vg0/vdb-restored already exists" in one_line_error(err)
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+@pytest.mark.parametrize("how", ["restore", "clone"])
+def test_an_unpublished_partial_folder_is_refused(
+    main: Main, tmp_path: Path, uri: str, how: str
+) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    partial = folder.rename(folder.with_name(folder.name + ".partial"))
+    args = ["--vg", "vg0"] if how == "restore" else ["web09", "--connect", uri]
+    code, _out, err = main(how, str(partial), *args)
+    assert code == ExitCode.INTEGRITY
+    assert "unpublished backup" in one_line_error(err)
+    link = tmp_path / "looks-published"
+    link.symlink_to(partial)
+    code, _out, err = main(how, str(link), *args)
+    assert code == ExitCode.INTEGRITY
+    assert "unpublished backup" in one_line_error(err)
