@@ -486,7 +486,8 @@ def cleanup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo what a dead run left: resume/thaw its guests, remove its snapshots and
-    unpublished folders.  Every backup and clone does this first, under the lock."""
+    unpublished folders and the new LVs it had not finished.  Every backup, restore
+    and clone does this first, under the lock."""
     with run_lock():
         report = cleanup.cleanup(dry_run=dry_run, default_uri=_uri(connect))
     if as_json:
@@ -501,6 +502,8 @@ def cleanup_cmd(
             print(f"{verb}remove snapshot {snap}")
         for path in report.partials:
             print(f"{verb}remove unpublished {path}")
+        for name in report.volumes:
+            print(f"{verb}remove unfinished LV {name}")
         if report.nothing and not report.problems:
             print("nothing to clean up")
     for problem in report.problems:

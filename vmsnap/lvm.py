@@ -24,7 +24,6 @@ from vmsnap.errors import (
     NotFoundError,
     UnsupportedDiskError,
     UsageError,
-    VmsnapError,
 )
 from vmsnap.models import LogicalVolume, VolumeGroup
 from vmsnap.signals import GATE
@@ -439,7 +438,7 @@ def _discard_new(vg: str, name: str, exc: BaseException) -> None:
             left = find_volume(vg, name)
             if left is not None:
                 remove_volume(left)
-    except VmsnapError as failed:
+    except (LeftBehindError, LvmError) as failed:  # not Interrupted: that is on its way
         log.error("%s", failed)
         exc.add_note(str(failed))
 

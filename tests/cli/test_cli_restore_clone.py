@@ -3,6 +3,8 @@ own exit status, and nothing is touched."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import pytest
 from clikit import Main, one_line_error
 
 from vmsnap import lvm
-from vmsnap.errors import ExitCode
+from vmsnap.errors import ExitCode, LeftBehindError
 from vmsnap.models import LogicalVolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -138,3 +140,60 @@ def test_an_unpublished_partial_folder_is_refused(
     code, _out, err = main(how, str(link), *args)
     assert code == ExitCode.INTEGRITY
     assert "unpublished backup" in one_line_error(err)
+
+
+def _journal_naming(volumes: list[str]) -> Path:
+    state = Path(os.environ["VMSNAP_STATE_DIR"])
+    state.mkdir(mode=0o700)
+    doc = {"pid": 1, "started": 0, "guests": [], "staging": [], "volumes": volumes}
+    (state / "journal.json").write_text(json.dumps(doc))
+    return state / "journal.json"
+
+
+def _unfinished(name: str, *, tagged: bool = True) -> LogicalVolume:
+    tags = (lvm.UNFINISHED_TAG,) if tagged else ()
+    return LogicalVolume(
+        vg="vg0", name=name, path="", dm_path="", size=1, attr="", segtype="linear", tags=tags
+    )
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cleanup_removes_the_half_written_lvs_a_dead_run_journaled(
+    main: Main, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    """Only an LV the journal names *and* that still carries the unfinished tag:
+    one that lost it was complete, one that is not journaled is not ours."""
+    journal = _journal_naming(["vg0/web02-vda", "vg0/web02-vdb", "vg0/never-made"])
+    there = [_unfinished("web02-vda"), _unfinished("stranger")]
+    monkeypatch.setattr(lvm, "tagged", lambda tag: there if tag == lvm.UNFINISHED_TAG else [])
+    monkeypatch.setattr(lvm, "leftover_snapshots", lambda: [])
+    removed: list[str] = []
+    monkeypatch.setattr(lvm, "remove_volume", lambda lv: removed.append(lv.full_name))
+    code, out, err = main("cleanup", "--dry-run", *(["--json"] if as_json else []))
+    assert (code, removed) == (0, []), err
+    assert journal.exists()
+    code, out, err = main("cleanup", *(["--json"] if as_json else []))
+    assert code == 0, err
+    assert removed == ["vg0/web02-vda"]
+    if as_json:
+        assert json.loads(out)["volumes"] == ["vg0/web02-vda"]
+    else:
+        assert out == "remove unfinished LV vg0/web02-vda\n"
+    assert not journal.exists()
+
+
+def test_cleanup_keeps_an_unfinished_lv_it_cannot_remove_on_record(
+    main: Main, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _journal_naming(["vg0/web02-vda"])
+    monkeypatch.setattr(lvm, "tagged", lambda _tag: [_unfinished("web02-vda")])
+    monkeypatch.setattr(lvm, "leftover_snapshots", lambda: [])
+
+    def busy(lv: LogicalVolume) -> None:
+        raise LeftBehindError(f"could not remove {lv.full_name}: in use")
+
+    monkeypatch.setattr(lvm, "remove_volume", busy)
+    code, _out, err = main("cleanup")
+    assert code == ExitCode.LEFT_BEHIND
+    assert "vmsnap: error: could not remove vg0/web02-vda: in use" in err.splitlines()
+    assert json.loads(journal.read_text())["volumes"] == ["vg0/web02-vda"]  # to try again
