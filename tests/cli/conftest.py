@@ -35,7 +35,6 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     logger.setLevel(saved[1])
     logger.propagate = saved[2]
     GATE.pending = None
-    cli.OPTIONS.debug = False
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import pytest
 
 from vmsnap import errors
 from vmsnap.backup import GuestResult
-from vmsnap.cli import EXIT_STATUS, backup_exit_code
+from vmsnap.cli.app import EXIT_STATUS
+from vmsnap.cli.cmd_backup import backup_exit_code
 from vmsnap.errors import (
     CommandError,
     DestinationError,

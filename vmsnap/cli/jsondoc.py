@@ -1,0 +1,256 @@
+"""Every ``--json`` document vmsnap prints: a public contract that scripts parse.
+
+One function per result type, each naming the keys it writes (no ``vars()``:
+a value json cannot encode never reaches ``json.dumps``).  Where a whole
+dataclass of plain values is the document, ``dataclasses.asdict``; the golden
+files in tests/cli/golden/ pin every document, so no field changes unnoticed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vmsnap.backup import GuestResult
+    from vmsnap.catalog import GuestFolder, Stored
+    from vmsnap.checkpoint import Checkpoint, CheckpointDisk
+    from vmsnap.cleanup import CleanupReport
+    from vmsnap.clone import CloneResult
+    from vmsnap.image import StreamStats
+    from vmsnap.journal import GuestEntry
+    from vmsnap.lvwrite import RestoredDisk
+    from vmsnap.models import Guest
+    from vmsnap.retention import GuestPrune, Policy
+    from vmsnap.snapshots import GuestPlan
+    from vmsnap.snapstream import DiskResult
+    from vmsnap.verify import BackupReport, DiskReport
+
+Doc = dict[str, Any]
+
+
+def emit(doc: Doc | list[Doc]) -> None:
+    """The one JSON document of a run, on stdout."""
+    print(json.dumps(doc, indent=2))
+
+
+def _path(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+# ---------------------------------------------------------------- list
+
+
+def guest(g: Guest) -> Doc:
+    return {
+        "name": g.name,
+        "uuid": g.uuid,
+        "state": g.state,
+        "hypervisor": g.hypervisor,
+        "disks": [
+            {
+                "target": d.target,
+                "device": d.spec.device,
+                "type": d.spec.source_type,
+                "source": d.spec.source,
+                "volume": d.volume.full_name if d.volume else None,
+                "size": d.size,
+                "kind": d.volume.kind if d.volume else None,
+                "backup": d.reason is None,
+                "reason": d.reason,
+            }
+            for d in g.disks
+        ],
+    }
+
+
+# ---------------------------------------------------------------- backup, cleanup
+
+
+def backup_result(result: GuestResult, prune: GuestPrune | None, now: float) -> Doc:
+    window = result.window
+    return {
+        "name": result.name,
+        "ok": result.ok,
+        "error": str(result.error) if result.error else None,
+        "exit_code": int(result.error.exit_code) if result.error else 0,
+        "directory": _path(result.directory),
+        "quiesce": {"mode": window.used, "window_seconds": round(window.seconds, 3)}
+        if window
+        else None,
+        "disks": [disk_result(d) for d in result.disks],
+        "plan": plan(result.plan) if result.plan else None,
+        "prune": guest_prune(prune, now) if prune else None,
+    }
+
+
+def disk_result(d: DiskResult) -> Doc:
+    """Every field: the whole dataclass is the document (plain values only)."""
+    return dataclasses.asdict(d)
+
+
+def plan(p: GuestPlan) -> Doc:
+    return {
+        "disks": [
+            {
+                "target": d.target,
+                "volume": d.volume.full_name,
+                "kind": d.volume.kind,
+                "size": d.volume.size,
+                "snapshot": d.snapshot_name,
+                "snapshot_size": d.cow_size,
+            }
+            for d in p.disks
+        ],
+        "skipped": [{"target": t, "reason": r} for t, r in p.skipped],
+    }
+
+
+def cleanup_report(report: CleanupReport, dry_run: bool) -> Doc:
+    return {
+        "dry_run": dry_run,
+        "resumed": list(report.resumed),
+        "thawed": list(report.thawed),
+        "snapshots": list(report.snapshots),
+        "partials": list(report.partials),
+        "volumes": list(report.volumes),
+        "problems": list(report.problems),
+        "unresolved": [journal_guest(e) for e in report.unresolved],
+    }
+
+
+def journal_guest(e: GuestEntry) -> Doc:
+    return {"uri": e.uri, "name": e.name, "uuid": e.uuid, "action": e.action}
+
+
+# ---------------------------------------------------------------- verify, prune, backups
+
+
+def verify_report(report: BackupReport) -> Doc:
+    return {
+        "directory": str(report.directory),
+        "status": str(report.status),
+        "ok": report.ok,
+        "manifest_ok": report.manifest_ok,
+        "message": report.message,
+        "disks": [verify_disk(d) for d in report.disks],
+    }
+
+
+def verify_disk(d: DiskReport) -> Doc:
+    return {
+        "target": d.target,
+        "image": d.image,
+        "status": str(d.status),
+        "message": d.message,
+        "size": d.size,
+        "chunk_sha256": d.chunk_sha256,
+    }
+
+
+def stored(b: Stored, now: float) -> Doc:
+    m = b.manifest
+    created = b.created
+    return {
+        "guest": b.guest,
+        "directory": str(b.directory),
+        "stamp": b.directory.name,
+        "created": m.created if m else None,
+        "age_seconds": round(now - created.timestamp()) if created else None,
+        "size": m.total_size if m else None,
+        "compressed_size": sum(d.compressed_size for d in m.disks) if m else None,
+        "disks": [d.target for d in m.disks] if m else [],
+        "verified": {"at": b.verified.at, "status": b.verified.status} if b.verified else None,
+        "good": b.good,
+        "problem": b.problem,
+    }
+
+
+def guest_prune(p: GuestPrune, now: float) -> Doc:
+    return {
+        "guest": p.guest,
+        "folder": str(p.folder),
+        "keep": [{**stored(b, now), "reasons": list(why)} for b, why in p.keep],
+        "remove": [stored(b, now) for b in p.remove],
+        "ignored": [stored(b, now) for b in p.ignored],
+        "partials": [str(path) for path in p.partials],
+        "errors": list(p.errors),
+    }
+
+
+def prune_run(dry_run: bool, policy: Policy, plans: list[GuestPrune], now: float) -> Doc:
+    return {
+        "dry_run": dry_run,
+        "policy": policy.as_dict(),
+        "guests": [guest_prune(p, now) for p in plans],
+    }
+
+
+def guest_folder(g: GuestFolder, now: float) -> Doc:
+    return {
+        "guest": g.guest,
+        "folder": str(g.folder),
+        "backups": [stored(b, now) for b in reversed(g.backups)],
+        "partials": [str(p) for p in g.partials],
+    }
+
+
+# ---------------------------------------------------------------- restore, clone, image
+
+
+def restored_disk(d: RestoredDisk) -> Doc:
+    """Every field: the whole dataclass is the document (plain values only)."""
+    return dataclasses.asdict(d)
+
+
+def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
+    return {
+        "name": result.name,
+        "uuid": result.uuid,
+        "defined": result.defined,
+        "started": result.started,
+        "xml": _path(xml_path),
+        "disks": [restored_disk(d) for d in result.disks],
+    }
+
+
+def stream_stats(stats: StreamStats) -> Doc:
+    return {
+        "size": stats.size,
+        "chunk_sha256": stats.chunk_sha256,
+        "compressed_size": stats.compressed_size,
+    }
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def checkpoint(cp: Checkpoint, now: float) -> Doc:
+    return {
+        "domain": cp.name,
+        "uuid": cp.uuid,
+        "label": cp.label,
+        "created": cp.created,
+        "age_seconds": round(now - cp.created),
+        "expires": cp.expires,
+        "expired": cp.expired(now),
+        "invalid": cp.invalid,
+        "disks": [checkpoint_disk(d) for d in cp.disks],
+    }
+
+
+def checkpoint_disk(d: CheckpointDisk) -> Doc:
+    return {
+        "target": d.target,
+        "snapshot": d.snapshot.full_name,
+        "origin": d.origin.full_name if d.origin else None,
+        "kind": d.snapshot.kind,
+        "size": d.snapshot.size,
+        "fill_percent": d.fill,
+        "cow_left": d.cow_left,
+        "pool": d.pool.full_name if d.pool else None,
+        "pool_fill_percent": d.pool_fill,
+        "invalid": d.invalid,
+    }

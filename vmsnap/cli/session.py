@@ -1,0 +1,101 @@
+"""One invocation's session: the global options, and the option > configuration
+file > default rule for the settings several commands share.
+
+The ``_root`` callback fills the :class:`Session` that ``main`` puts in typer's
+``ctx.obj``; commands read it with :meth:`Session.of`.  Nothing is global.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from vmsnap import config
+from vmsnap.cli.core import retention, virt
+from vmsnap.console import make_progress, to_log_file
+from vmsnap.errors import ExitCode, UsageError
+from vmsnap.hooks import Hooks
+from vmsnap.progress import Progress
+
+
+@dataclass
+class Session:
+    debug: bool = False
+    quiet: bool = False
+    hooks_dir: Path | None = None
+    config_file: Path | None = None
+    loaded: config.Config | None = None  # read when a command first needs it
+
+    @classmethod
+    def of(cls, ctx: typer.Context) -> Session:
+        session = ctx.obj
+        assert isinstance(session, Session), "main() puts a Session in ctx.obj"
+        return session
+
+    def config(self) -> config.Config:
+        """The configuration file's settings, read once, when a command needs them."""
+        if self.loaded is None:
+            self.loaded = config.load(config.find(self.config_file))
+        return self.loaded
+
+    def uri(self, connect: str | None) -> str | None:
+        """--connect, else $LIBVIRT_DEFAULT_URI, else the configuration file's connect."""
+        return connect or virt.default_uri() or self.config().connect
+
+    def dest(self, dest: Path | None) -> Path:
+        chosen = dest or self.config().dest
+        if chosen is None:
+            raise UsageError("--dest DIR is required (or dest in the configuration file)")
+        return chosen
+
+    def hooks(self) -> Hooks:
+        """--hooks-dir, else $VMSNAP_HOOKS_DIR, else the configuration file's hooks_dir."""
+        chosen = self.hooks_dir
+        if chosen is None and not os.environ.get("VMSNAP_HOOKS_DIR"):
+            chosen = self.config().hooks_dir
+        return Hooks.from_environment(chosen)
+
+    def progress(self, flag: bool | None) -> Progress:
+        """-q silences progress unless --progress asks for it."""
+        return make_progress(False if self.quiet and flag is None else flag)
+
+    def configured_policy(self) -> retention.Policy:
+        policy = self.config().retention
+        if policy is None or policy.empty:
+            raise UsageError(
+                "no retention policy: set keep_last, keep_daily, keep_weekly or keep_monthly "
+                "under [retention] in the configuration file"
+            )
+        return policy
+
+    def policy(self, keeps: dict[str, int | None]) -> retention.Policy:
+        """The --keep-* options if any is given (they replace [retention] as a whole),
+        else the configuration file's."""
+        if all(v is None for v in keeps.values()):
+            return self.configured_policy()
+        policy = retention.Policy(**{k: v or 0 for k, v in keeps.items()})
+        if policy.empty:
+            raise UsageError("every --keep-* is 0: that would keep nothing but the newest")
+        return policy
+
+    def error(self, text: str, exc: BaseException) -> None:
+        """One ``vmsnap: error:`` line (and the log file's), its notes, and with
+        --debug the traceback."""
+        print(f"vmsnap: error: {text}", file=sys.stderr)
+        to_log_file(logging.ERROR, text)
+        for note in getattr(exc, "__notes__", ()):
+            print(f"vmsnap:   {note}", file=sys.stderr)
+        if self.debug:
+            traceback.print_exception(exc, file=sys.stderr)
+
+
+def done(code: int) -> None:
+    """End a command with ``code`` (typer ignores return values)."""
+    if code != ExitCode.OK:
+        raise typer.Exit(int(code))
