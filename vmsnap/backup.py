@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vmsnap import __version__, cleanup, faults, hooks, image, store
+from vmsnap import __version__, faults, hooks, image, store
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import DestinationError, Interrupted, UsageError, VmsnapError
 from vmsnap.guard import GuardSettings
 from vmsnap.hooks import Hooks, Scope
+from vmsnap.job import run_job
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.manifest import seal
@@ -210,30 +211,23 @@ def backup(
             f"--exclude names guests that are not backed up: {', '.join(sorted(unknown))}"
         )
     run_id = new_run_id()
-    with run_lock():
-        if settings.dry_run:
+    if settings.dry_run:
+        with run_lock():
             inventory = Inventory.load()
             return [
                 _backup_one(conn, d, inventory, settings, progress, run_id, None) for d in domains
             ]
-        left = cleanup.cleanup()
+    scope = settings.hooks.scope(
+        VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=str(settings.dest)
+    )
+    with run_job(scope) as job:
         inventory = Inventory.load()
-        scope = settings.hooks.scope(
-            VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=str(settings.dest)
-        )
-        scope.run(hooks.JOB_START)
-        run_journal = Journal.start(carry=left.unresolved)
-        status = "interrupted"
-        try:
-            results = [
-                _backup_one(conn, d, inventory, settings, progress, run_id, run_journal, scope)
-                for d in domains
-            ]
-            status = "ok" if all(r.ok for r in results) else "failed"
-            return results
-        finally:
-            run_journal.close()
-            scope.run(hooks.JOB_END, VMSNAP_STATUS=status)
+        results = [
+            _backup_one(conn, d, inventory, settings, progress, run_id, job.journal, scope)
+            for d in domains
+        ]
+        job.failed = not all(r.ok for r in results)
+    return results
 
 
 def _backup_one(

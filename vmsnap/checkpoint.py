@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from vmsnap import cleanup, hooks, lvm
+from vmsnap import hooks, lvm
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import (
     DestinationError,
@@ -29,6 +29,7 @@ from vmsnap.errors import (
     VmsnapError,
 )
 from vmsnap.hooks import Hooks, Scope
+from vmsnap.job import run_job
 from vmsnap.journal import Journal
 from vmsnap.lock import run_lock
 from vmsnap.models import (
@@ -247,25 +248,19 @@ def create(conn: Connection, name: str, settings: CreateSettings) -> Checkpoint:
     Under the run lock, with the run journal, like a backup."""
     conn.require_local()
     label = check_label(settings.label)
-    with run_lock():
-        left = cleanup.cleanup()
-        dom = conn.domain(name)
+    dom = conn.domain(name)
+    run_id = new_run_id()
+    scope = settings.hooks.scope(
+        VMSNAP_COMMAND="checkpoint", VMSNAP_RUN_ID=run_id, VMSNAP_LABEL=label
+    ).bind(VMSNAP_DOMAIN=dom.name, VMSNAP_DOMAIN_UUID=dom.uuid)
+    with run_job(
+        scope, end=hooks.CHECKPOINT_END, abort=hooks.CHECKPOINT_ABORT, job_phases=False
+    ) as job:
         if any(c.label == label for c in of_domain(dom)):
             raise UsageError(f"{name} already has a checkpoint {label!r}")
-        run_id = new_run_id()
-        scope = settings.hooks.scope(
-            VMSNAP_COMMAND="checkpoint", VMSNAP_RUN_ID=run_id, VMSNAP_LABEL=label
-        ).bind(VMSNAP_DOMAIN=dom.name, VMSNAP_DOMAIN_UUID=dom.uuid)
-        journal = Journal.start(carry=left.unresolved)
-        try:
-            _take(conn, dom, settings, run_id, journal, scope)
-        except VmsnapError as exc:
-            scope.run(hooks.CHECKPOINT_ABORT, VMSNAP_ERROR=str(exc))
-            raise
-        finally:
-            journal.close()
+        _take(conn, dom, settings, run_id, job.journal, scope)
         made = choose(of_domain(dom), name, label)
-        scope.run(hooks.CHECKPOINT_END, VMSNAP_SNAPSHOTS=_paths(made))
+        job.end_env["VMSNAP_SNAPSHOTS"] = _paths(made)
     return made
 
 

@@ -15,14 +15,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import cleanup, clonexml, hooks, image, lvm, manifest, store
+from vmsnap import clonexml, hooks, image, lvm, manifest, store
 from vmsnap.devio import open_device
 from vmsnap.digest import ChunkDigest
 from vmsnap.discover import Inventory, describe
 from vmsnap.errors import ExistsError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks, Scope
+from vmsnap.job import run_job
 from vmsnap.journal import Journal
-from vmsnap.lock import run_lock
 from vmsnap.lvwrite import RestoredDisk, io_error, write_image
 from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
@@ -158,18 +158,12 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
     scope = settings.hooks.scope(
         VMSNAP_COMMAND="clone", VMSNAP_DOMAIN=settings.new_name, VMSNAP_SOURCE=settings.source
     )
-    with run_lock():
-        left = cleanup.cleanup()
-        with scope.job(hooks.CLONE_END, hooks.CLONE_ABORT) as volumes:
-            if (source / store.MANIFEST).exists():
-                result = _from_backup(conn, source, settings, progress)
-            else:
-                run_journal = Journal.start(carry=left.unresolved)
-                try:
-                    result = _from_guest(conn, settings, progress, run_journal, scope)
-                finally:
-                    run_journal.close()
-            volumes.extend(d.path for d in result.disks)
+    with run_job(scope, end=hooks.CLONE_END, abort=hooks.CLONE_ABORT) as job:
+        if (source / store.MANIFEST).exists():
+            result = _from_backup(conn, source, settings, progress)
+        else:
+            result = _from_guest(conn, settings, progress, job.journal, scope)
+        job.wrote(d.path for d in result.disks)
     return result
 
 

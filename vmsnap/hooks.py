@@ -20,8 +20,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,26 +167,6 @@ class Scope:
 
     def bind(self, **env: str) -> Scope:
         return Scope(self.hooks, {**self.env, **env})
-
-    @contextmanager
-    def job(self, end: str, abort: str) -> Iterator[list[str]]:
-        """A whole job: job-start (which may veto it), then ``end`` with the
-        volumes the job added to the yielded list in ``VMSNAP_VOLUMES``, or
-        ``abort`` with ``VMSNAP_ERROR``; then job-end."""
-        self.run(JOB_START)
-        status = "interrupted"
-        volumes: list[str] = []
-        try:
-            yield volumes
-        except VmsnapError as exc:
-            status = "failed"
-            self.run(abort, VMSNAP_ERROR=str(exc))
-            raise
-        else:
-            status = "ok"
-            self.run(end, VMSNAP_VOLUMES=" ".join(volumes))
-        finally:
-            self.run(JOB_END, VMSNAP_STATUS=status)
 
     def run(self, phase: str, **env: str) -> None:
         """A veto phase raises the first failure; any other phase logs them."""

@@ -16,6 +16,7 @@ from vmsnap import hooks, lvm, manifest, store
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks
+from vmsnap.job import run_job
 from vmsnap.lvwrite import RestoredDisk, write_image
 from vmsnap.manifest import Manifest, ManifestDisk
 from vmsnap.models import LogicalVolume, human_size
@@ -78,7 +79,8 @@ def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
 
 
 def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]:
-    """The hooks' job-start may veto it; restore-end or restore-abort follow."""
+    """Under the run lock, after the cleanup of a dead run, like every job: the
+    hooks' job-start may veto it; restore-end or restore-abort follow."""
     store.require_published(settings.backup_dir)
     m = manifest.load(settings.backup_dir)
     disks = _select(m, settings.disks)
@@ -92,12 +94,12 @@ def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]
         VMSNAP_DOMAIN_UUID=m.domain_uuid,
         VMSNAP_BACKUP_DIR=str(m.directory),
     )
-    with scope.job(hooks.RESTORE_END, hooks.RESTORE_ABORT) as volumes:
+    with run_job(scope, end=hooks.RESTORE_END, abort=hooks.RESTORE_ABORT) as job:
         if settings.to is not None:
             done = [_restore_onto(m, disks[0], settings, progress)]
         else:
             done = _restore_new(m, disks, settings, progress)
-        volumes.extend(d.path for d in done)
+        job.wrote(d.path for d in done)
     return done
 
 

@@ -197,3 +197,18 @@ def test_cleanup_keeps_an_unfinished_lv_it_cannot_remove_on_record(
     assert code == ExitCode.LEFT_BEHIND
     assert "vmsnap: error: could not remove vg0/web02-vda: in use" in err.splitlines()
     assert json.loads(journal.read_text())["volumes"] == ["vg0/web02-vda"]  # to try again
+
+
+def test_restore_waits_for_the_run_lock(
+    main: Main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore is a job like the others: a prune must not remove the backup
+    it reads, nor a backup's cleanup mistake its journal for a dead run's."""
+    from vmsnap import lock  # noqa: PLC0415 - only this test shortens the wait
+
+    folder = make_backup(tmp_path / "dest", "web01")
+    monkeypatch.setattr(lock, "DEFAULT_WAIT", 0.3)
+    with lock.run_lock(wait=0.3):
+        code, _out, err = main("restore", str(folder), "--vg", "vg0")
+    assert code == ExitCode.LOCKED
+    assert "another vmsnap run holds" in one_line_error(err)

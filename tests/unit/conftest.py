@@ -3,7 +3,10 @@ test-driver nodes, and a guard that puts signal handlers back."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,3 +38,17 @@ def restore_signals() -> Iterator[None]:
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
+
+
+@pytest.fixture
+def hook_dir() -> Iterator[Path]:
+    """A hooks folder: hooks run only from root-owned folders no one else can
+    write, all the way up (/tmp is world-writable), so it is made under /run."""
+    if os.geteuid() != 0:
+        pytest.skip("hooks are run only from root-owned folders: run as root")
+    folder = Path(tempfile.mkdtemp(prefix="vmsnap-hooks-", dir="/run"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)

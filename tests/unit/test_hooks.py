@@ -10,13 +10,12 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from vmsnap import checkpoint, hooks
-from vmsnap.errors import ExitCode, HookError, NotFoundError, UsageError
+from vmsnap.errors import ExitCode, HookError, UsageError
 from vmsnap.hooks import Hooks
 from vmsnap.models import LogicalVolume
 
@@ -24,18 +23,6 @@ LOGGER = """#!/bin/sh
 echo "$(basename "$0") $1 $VMSNAP_PHASE $VMSNAP_DOMAIN $VMSNAP_LABEL" >> {log}
 echo "said by $(basename "$0")"
 """
-
-
-@pytest.fixture
-def hook_dir() -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("hooks are run only from root-owned folders: run as root")
-    folder = Path(tempfile.mkdtemp(prefix="vmsnap-hooks-", dir="/run"))
-    folder.chmod(0o755)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def put(folder: Path, name: str, text: str, mode: int = 0o755) -> Path:
@@ -222,40 +209,3 @@ def test_checkpoints_are_grouped_from_their_tags() -> None:
     assert (vdb.target, vdb.fill, vdb.pool_fill) == ("vdb", None, 91.0)
     assert second.created == 100
     assert second.expires is None
-
-
-def test_a_job_runs_start_end_and_job_end_or_abort(hook_dir: Path, tmp_path: Path) -> None:
-    log = tmp_path / "log"
-    put(
-        hook_dir,
-        "10-rec",
-        '#!/bin/sh\necho "$1 ${VMSNAP_VOLUMES-} ${VMSNAP_STATUS-} ${VMSNAP_ERROR-}"'
-        f" >> {log}\n",
-    )
-    scope = Hooks(hook_dir).scope(VMSNAP_COMMAND="restore")
-    with scope.job(hooks.RESTORE_END, hooks.RESTORE_ABORT) as volumes:
-        volumes.extend(["/dev/vg0/a", "/dev/vg0/b"])
-    with (
-        pytest.raises(NotFoundError),
-        scope.job(hooks.RESTORE_END, hooks.RESTORE_ABORT),
-    ):
-        raise NotFoundError("no such image")
-    assert log.read_text().splitlines() == [
-        "job-start   ",
-        "restore-end /dev/vg0/a /dev/vg0/b  ",
-        "job-end  ok ",
-        "job-start   ",
-        "restore-abort   no such image",
-        "job-end  failed ",
-    ]
-
-
-def test_a_job_start_veto_stops_the_job_before_it_starts(hook_dir: Path) -> None:
-    put(hook_dir, "10-no", "#!/bin/sh\nexit 4\n")
-    ran = []
-    with (
-        pytest.raises(HookError, match="10-no at job-start exited with status 4"),
-        Hooks(hook_dir).scope().job(hooks.CLONE_END, hooks.CLONE_ABORT),
-    ):
-        ran.append(True)
-    assert ran == []
