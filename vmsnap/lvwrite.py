@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmsnap import image, lvm
+from vmsnap import faults, image, lvm
 from vmsnap.devio import open_device
 from vmsnap.errors import DestinationError, LvmError, NotFoundError
 from vmsnap.journal import Journal
@@ -75,7 +75,7 @@ def write_image(
                 expected_size=disk.size,
                 expected_digest=disk.chunk_sha256,
                 sparse=sparse,
-                progress=progress.advance,
+                progress=faults.after_first("copying", progress.advance),
             )
         except OSError as exc:
             raise io_error(exc, source=str(directory / disk.image), target=target) from exc

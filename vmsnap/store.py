@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vmsnap.errors import DestinationError, IntegrityError
+from vmsnap.errors import DestinationError, ExistsError, IntegrityError
 
 PARTIAL_SUFFIX = ".partial"
 MANIFEST = "manifest.json"
@@ -131,6 +131,18 @@ def open_new(path: Path) -> int:
         return os.open(path, flags, 0o600)
     except OSError as exc:
         raise DestinationError(f"cannot create {path}: {exc.strerror}") from exc
+
+
+def check_new_file(path: Path) -> None:
+    """Before a job starts: ``path`` can be created by :func:`write_file` when
+    it ends (it does not exist, its folder does and is writable)."""
+    if path.exists() or path.is_symlink():
+        raise ExistsError(f"{path} exists; refusing to overwrite it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise DestinationError(f"cannot create {path}: no such folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DestinationError(f"cannot create {path}: folder {folder} is not writable")
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -85,8 +85,8 @@ def test_clone_unknown_template(main: Main, uri: str) -> None:
 
 def test_clone_onto_an_existing_name(main: Main, uri: str) -> None:
     code, _out, err = main("clone", "web01", "db01", "--connect", uri)
-    assert code in (ExitCode.USAGE, ExitCode.UNSUPPORTED_DISK)
-    one_line_error(err)
+    assert code == ExitCode.EXISTS  # checked first: before web01's disks, which are no LVs here
+    assert "a guest named 'db01' already exists" in one_line_error(err)
 
 
 def _host_has(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
@@ -212,3 +212,44 @@ def test_restore_waits_for_the_run_lock(
         code, _out, err = main("restore", str(folder), "--vg", "vg0")
     assert code == ExitCode.LOCKED
     assert "another vmsnap run holds" in one_line_error(err)
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_clone_xml_file_is_checked_before_anything(main: Main, tmp_path: Path, uri: str) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    taken = tmp_path / "taken.xml"
+    taken.write_text("mine")
+    code, _out, err = main("clone", str(folder), "web09", "--no-define", "--xml", str(taken),
+                           "--connect", uri)  # fmt: skip
+    assert code == ExitCode.EXISTS
+    assert "exists; refusing to overwrite it" in one_line_error(err)
+    assert taken.read_text() == "mine"
+    nowhere = tmp_path / "no-such-folder" / "web09.xml"
+    code, _out, err = main("clone", str(folder), "web09", "--xml", str(nowhere), "--connect", uri)
+    assert code == ExitCode.DESTINATION
+    assert "no such folder" in one_line_error(err)
+    assert not Path(os.environ["VMSNAP_STATE_DIR"]).exists()  # refused before the job began
+
+
+def test_clone_no_define_prints_only_the_xml_on_stdout(
+    main: Main, uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No file appears in the current folder: the XML goes to stdout, alone (to
+    pipe into virsh define), the summary to stderr."""
+    from vmsnap import clone  # noqa: PLC0415 - only this test replaces the job
+
+    xml = "<domain type='kvm'><name>web09</name></domain>"
+    seen: list[clone.CloneSettings] = []
+
+    def fake(_conn: object, settings: clone.CloneSettings, _progress: object) -> clone.CloneResult:
+        seen.append(settings)
+        return clone.CloneResult(name="web09", uuid="u-1", xml=xml)
+
+    monkeypatch.setattr(clone, "clone", fake)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = main("clone", "web01", "web09", "--no-define", "-c", uri)
+    assert code == 0, err
+    assert out == xml + "\n"
+    assert "web09: not defined, uuid u-1" in err
+    assert (seen[0].define, seen[0].xml_file) == (False, None)
+    assert list(tmp_path.iterdir()) == [tmp_path / "node.xml"]

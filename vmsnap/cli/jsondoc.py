@@ -212,6 +212,7 @@ def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
         "defined": result.defined,
         "started": result.started,
         "xml": _path(xml_path),
+        "domain_xml": result.xml,
         "disks": [restored_disk(d) for d in result.disks],
     }
 
