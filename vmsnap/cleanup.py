@@ -1,5 +1,6 @@
 """Undo what a dead run left: resume and thaw the guests its journal names,
-remove its unpublished folders and every snapshot tagged ``vmsnap``.
+remove its unpublished folders, the new LVs it had not finished filling, and
+every snapshot tagged ``vmsnap``.
 
 Runs under the run lock (so nothing it finds belongs to a live run), on its
 own (``vmsnap cleanup``) and at the start of every backup and clone.
@@ -24,12 +25,14 @@ class CleanupReport:
     thawed: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
     partials: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)  # unfinished new LVs removed
     problems: list[str] = field(default_factory=list)
     unresolved: list[journal.GuestEntry] = field(default_factory=list)
+    unremoved: list[str] = field(default_factory=list)  # unfinished LVs still there
 
     @property
     def nothing(self) -> bool:
-        return not (self.resumed or self.thawed or self.snapshots or self.partials)
+        return not (self.resumed or self.thawed or self.snapshots or self.partials or self.volumes)
 
 
 def _release_guest(
@@ -66,6 +69,28 @@ def _remove_partial(path: Path, report: CleanupReport, dry_run: bool) -> None:
     report.partials.append(str(path))
 
 
+def _remove_unfinished(names: list[str], report: CleanupReport, dry_run: bool) -> None:
+    """The new LVs a dead restore or clone was filling: removed if they still
+    carry the unfinished tag (one that lost it was complete and is kept; one
+    that is gone was never made, or removed already)."""
+    if not names:
+        return
+    unfinished = {lv.full_name: lv for lv in lvm.tagged(lvm.UNFINISHED_TAG)}
+    for name in names:
+        lv = unfinished.get(name)
+        if lv is None:
+            continue
+        if not dry_run:
+            log.warning("removing %s, left half-written by a run that died", name)
+        try:
+            if not dry_run:
+                lvm.remove_volume(lv)
+            report.volumes.append(name)
+        except LeftBehindError as exc:
+            report.problems.append(str(exc))
+            report.unremoved.append(name)
+
+
 def _sweep_snapshots(report: CleanupReport, dry_run: bool) -> None:
     for snap in lvm.leftover_snapshots():
         if not dry_run:
@@ -91,12 +116,13 @@ def cleanup(*, dry_run: bool = False, default_uri: str | None = None) -> Cleanup
                 report.unresolved.append(entry)
         for partial in left.staging:
             _remove_partial(Path(partial), report, dry_run)
+        _remove_unfinished(left.volumes, report, dry_run)
     _sweep_snapshots(report, dry_run)
     if dry_run:
         return report
     if left is not None:
-        if report.unresolved:  # keep them on record for the next attempt
-            journal.Journal.start(carry=report.unresolved).close()
+        if report.unresolved or report.unremoved:  # keep them on record for the next attempt
+            journal.Journal.start(carry=report.unresolved, volumes=report.unremoved).close()
         else:
             journal.discard_left()
     for name in report.resumed:

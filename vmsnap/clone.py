@@ -1,33 +1,35 @@
 """Clone: a new guest from a backup or from a live template guest.
 
 One new LV per disk, named ``<new name>-<target>``; every check (name free, LVs
-free, room in the VG or pool) happens before anything is created, and whatever
-was created is removed again if a later step fails.  A live template is
-snapshotted under the same quiesce rules as a backup and copied LV to LV.
+free, room in the VG or pool, the XML file writable) happens before anything is
+created, and whatever was created (LVs, the XML file, the guest) is removed
+again if a later step fails or a signal arrives.  The new LVs are journaled and
+tagged unfinished until they are complete, so that ``vmsnap cleanup`` removes
+those of a clone killed with SIGKILL.  A live template is snapshotted under the
+same quiesce rules as a backup and copied LV to LV, its COW snapshots watched
+by the overflow guard.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import clonexml, hooks, image, lvm, manifest, store
-from vmsnap.devio import open_device
-from vmsnap.digest import ChunkDigest
+from vmsnap import clonexml, hooks, lvm, lvwrite, manifest, store
 from vmsnap.discover import Inventory, describe
-from vmsnap.errors import NotFoundError, UsageError
+from vmsnap.errors import ExistsError, NotFoundError, UsageError
+from vmsnap.guard import GuardSettings
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.job import run_job
 from vmsnap.journal import Journal
-from vmsnap.lvwrite import RestoredDisk, io_error, write_image
+from vmsnap.lvwrite import RestoredDisk, write_image
 from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
-from vmsnap.snapshots import CLONE_TAGS, guest_snapshots, new_run_id, plan_guest
-from vmsnap.snapstream import check_snapshot_valid
+from vmsnap.snapcopy import copy_snapshot
+from vmsnap.snapshots import CLONE_TAGS, GuestPlan, guest_snapshots, new_run_id, plan_guest
 from vmsnap.virt import Connection
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ class CloneSettings:
     snapshot_size: SizeSpec | None = None
     define: bool = True
     start: bool = False
+    xml_file: Path | None = None  # also write the new guest's XML here (0600, a new file)
+    guard: GuardSettings = field(default_factory=GuardSettings)  # the CLI reads the environment
 
 
 @dataclass(frozen=True)
@@ -83,51 +87,50 @@ def _new_disk(
     return NewDisk(target, size, settings.vg or vg, name, pool)
 
 
-def _check_new(conn: Connection, settings: CloneSettings, disks: list[NewDisk]) -> None:
-    """Everything that can be refused is refused before anything is created."""
+def _check_name(conn: Connection, name: str) -> None:
     try:
-        conn.domain(settings.new_name)
+        conn.domain(name)
     except NotFoundError:
-        pass
-    else:
-        raise UsageError(f"a guest named {settings.new_name!r} already exists")
-    for disk in disks:
-        if lvm.find_volume(disk.vg, disk.name) is not None:
-            raise UsageError(f"{disk.vg}/{disk.name} already exists; refusing to overwrite it")
+        return
+    raise ExistsError(f"a guest named {name!r} already exists")
+
+
+def _check_new(
+    conn: Connection,
+    settings: CloneSettings,
+    disks: list[NewDisk],
+    snapshots: dict[str, list[int]] | None = None,
+) -> None:
+    """Everything that can be refused is refused before anything is created.
+    ``snapshots`` are the COW sizes, per VG, of the snapshots a template's copy
+    takes: the room for them and for the new thick LVs is checked together."""
+    _check_name(conn, settings.new_name)
+    for vg in sorted({d.vg for d in disks}):
+        lvm.require_free(vg, [d.name for d in disks if d.vg == vg])
     groups: dict[tuple[str, str | None], list[int]] = {}
+    for vg, sizes in (snapshots or {}).items():
+        groups.setdefault((vg, None), []).extend(sizes)
     for disk in disks:
         groups.setdefault((disk.vg, disk.thin_pool), []).append(disk.size)
     for (vg, pool), sizes in groups.items():
         lvm.check_room(vg, sizes, pool)
 
 
-def copy_volume(
-    src_path: str, dst: LogicalVolume, size: int, *, sparse: bool, progress: Progress
-) -> RestoredDisk:
-    """Raw copy of ``size`` bytes, LV to LV; zero chunks skipped on a sparse target."""
-    digest = ChunkDigest()
-    done = 0
-    with open(src_path, "rb", buffering=0) as src, open_device(dst.path) as sink:
-        try:
-            while done < size and (chunk := image.read_full(src, min(image.CHUNK, size - done))):
-                digest.update(chunk)
-                if sparse and chunk.count(0) == len(chunk):
-                    sink.seek(len(chunk), 1)
-                else:
-                    sink.write(chunk)
-                done += len(chunk)
-                progress.advance(len(chunk))
-        except OSError as exc:
-            raise io_error(exc, source=src_path, target=dst) from exc
-    return RestoredDisk(
-        target="",
-        volume=dst.full_name,
-        path=dst.path,
-        size=done,
-        chunk_sha256=digest.hexdigest(),
-        created=True,
-        sparse=sparse,
-    )
+@contextmanager
+def _xml_file(path: Path | None, xml: str) -> Iterator[None]:
+    """Write the new guest's XML to ``path`` (0600: it may hold secrets); remove
+    it again if a later step fails."""
+    if path is None:
+        yield
+        return
+    store.write_file(path, (xml + "\n").encode())
+    try:
+        yield
+    except GeneratorExit:  # ExitStack.pop_all() kept it
+        raise
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager
@@ -151,17 +154,39 @@ def _defined(conn: Connection, xml: str, settings: CloneSettings) -> Iterator[Cl
         raise
 
 
+def _complete(
+    created: ExitStack,
+    conn: Connection,
+    xml: str,
+    settings: CloneSettings,
+    journal: Journal,
+    written: list[tuple[LogicalVolume, RestoredDisk]],
+) -> CloneResult:
+    """Every disk is copied: the XML file, the LVs kept (no longer unfinished),
+    the guest defined (and started); then nothing is undone any more."""
+    created.enter_context(_xml_file(settings.xml_file, xml))
+    lvwrite.finish(journal, [lv for lv, _disk in written])
+    result = created.enter_context(_defined(conn, xml, settings))
+    result.disks = [disk for _lv, disk in written]
+    created.pop_all()
+    return result
+
+
 def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> CloneResult:
     """Under the run lock: a clone's snapshots must not look like a dead run's
-    leftovers to a backup starting meanwhile."""
+    leftovers to a backup starting meanwhile.  The cheap refusals come first,
+    before the lock; they are made again inside it."""
     conn.require_local()
+    _check_name(conn, settings.new_name)
+    if settings.xml_file is not None:
+        store.check_new_file(settings.xml_file)
     source = Path(settings.source)
     scope = settings.hooks.scope(
         VMSNAP_COMMAND="clone", VMSNAP_DOMAIN=settings.new_name, VMSNAP_SOURCE=settings.source
     )
     with run_job(scope, end=hooks.CLONE_END, abort=hooks.CLONE_ABORT) as job:
         if (source / store.MANIFEST).exists():
-            result = _from_backup(conn, source, settings, progress)
+            result = _from_backup(conn, source, settings, progress, job.journal)
         else:
             result = _from_guest(conn, settings, progress, job.journal, scope)
         job.wrote(d.path for d in result.disks)
@@ -169,8 +194,9 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
 
 
 def _from_backup(
-    conn: Connection, folder: Path, settings: CloneSettings, progress: Progress
+    conn: Connection, folder: Path, settings: CloneSettings, progress: Progress, journal: Journal
 ) -> CloneResult:
+    store.require_published(folder)
     m = manifest.load(folder)
     try:
         xml = (folder / store.DOMAIN_XML).read_text()
@@ -191,14 +217,20 @@ def _from_backup(
         written = []
         for plan, disk in zip(disks, m.disks, strict=True):
             lv = created.enter_context(
-                lvm.new_volume(plan.vg, plan.name, plan.size, plan.thin_pool)
+                lvwrite.new_volume(journal, plan.vg, plan.name, plan.size, plan.thin_pool)
             )
             stats = write_image(disk, folder, lv, sparse=lv.is_thin, progress=progress)
-            written.append(RestoredDisk.of(disk.target, lv, stats, created=True, sparse=lv.is_thin))
-        result = created.enter_context(_defined(conn, new_xml, settings))
-        result.disks = written
-        created.pop_all()
-    return result
+            done = RestoredDisk.of(disk.target, lv, stats, created=True, sparse=lv.is_thin)
+            written.append((lv, done))
+        return _complete(created, conn, new_xml, settings, journal, written)
+
+
+def _cow_sizes(plan: GuestPlan) -> dict[str, list[int]]:
+    sizes: dict[str, list[int]] = {}
+    for d in plan.disks:
+        if d.cow_size is not None:
+            sizes.setdefault(d.volume.vg, []).append(d.cow_size)
+    return sizes
 
 
 def _from_guest(
@@ -214,29 +246,23 @@ def _from_guest(
     disks = [
         _new_disk(settings, d.target, d.volume.size, d.volume, d.volume.vg) for d in plan.disks
     ]
-    _check_new(conn, settings, disks)
+    _check_new(conn, settings, disks, _cow_sizes(plan))
     new_xml = clonexml.clone_xml(
         dom.definition(), name=settings.new_name, disk_paths={d.target: d.path for d in disks}
     )
     with ExitStack() as created:
         targets = [
-            created.enter_context(lvm.new_volume(d.vg, d.name, d.size, d.thin_pool)) for d in disks
+            created.enter_context(lvwrite.new_volume(journal, d.vg, d.name, d.size, d.thin_pool))
+            for d in disks
         ]
         with guest_snapshots(
             dom, plan, settings.quiesce, journal=journal, uri=conn.uri, tags=CLONE_TAGS, scope=scope
         ) as (_window, snaps):
             progress.job(dom.name, plan.total_bytes)
-            written = []
-            for p, snap, lv in zip(plan.disks, snaps, targets, strict=True):
-                progress.item(f"{p.target} -> {lv.full_name}", p.volume.size)
-                copied = copy_volume(
-                    snap.path, lv, p.volume.size, sparse=lv.is_thin, progress=progress
-                )
-                check_snapshot_valid(snap)
-                progress.item_done()
-                written.append(dataclasses.replace(copied, target=p.target))
+            written = [
+                (lv, copy_snapshot(p.target, p.volume, snap, lv, progress=progress,
+                                   guard_settings=settings.guard))
+                for p, snap, lv in zip(plan.disks, snaps, targets, strict=True)
+            ]  # fmt: skip
             progress.job_done()
-        result = created.enter_context(_defined(conn, new_xml, settings))
-        result.disks = written
-        created.pop_all()
-    return result
+        return _complete(created, conn, new_xml, settings, journal, written)

@@ -27,6 +27,7 @@ class ExitCode(enum.IntEnum):
     LOCKED = 11  # another vmsnap run holds the lock
     LEFT_BEHIND = 12  # a snapshot could not be removed or a guest released
     HOOK = 13  # a hook vetoed, failed, timed out, or is not safe to run
+    EXISTS = 14  # a new guest, LV or file to create already exists
     NOT_A_REPOSITORY = 15  # --dest names a folder that is not a chunk repository
     REPOSITORY_VERSION = 16  # a repository of a newer (or unknown) format version
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
@@ -48,6 +49,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.LOCKED: "another vmsnap run holds the lock",
     ExitCode.LEFT_BEHIND: "something left behind (a snapshot, a paused or frozen guest)",
     ExitCode.HOOK: "a hook vetoed, failed, timed out or was refused as unsafe",
+    ExitCode.EXISTS: "a guest, LV or file to create already exists",
     ExitCode.NOT_A_REPOSITORY: "not a repository (no config: run vmsnap init --dest)",
     ExitCode.REPOSITORY_VERSION: "a repository of a newer format version",
     ExitCode.INTERNAL: "internal error (a bug: please report it, with --debug output)",
@@ -153,6 +155,13 @@ class RepositoryVersionError(VmsnapError):
 
 class LockedError(VmsnapError):
     exit_code = ExitCode.LOCKED
+
+
+class ExistsError(VmsnapError):
+    """Something this run would create (a guest, an LV, a file) is already
+    there: refused rather than overwritten, before anything is changed."""
+
+    exit_code = ExitCode.EXISTS
 
 
 class LeftBehindError(VmsnapError):

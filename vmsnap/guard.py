@@ -134,3 +134,16 @@ def guarded(
         yield guard
     finally:
         guard.stop()
+
+
+@contextmanager
+def guard_snapshot(
+    snap: LogicalVolume, origin_size: int, settings: GuardSettings
+) -> Iterator[SnapshotGuard | None]:
+    """A guard while a COW snapshot is read; none for a thin one (it shares the
+    pool and cannot overflow alone)."""
+    if snap.is_thin:
+        yield None
+        return
+    with guarded(snap, origin_size, settings) as guard:
+        yield guard

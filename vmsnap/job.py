@@ -3,7 +3,8 @@
 Under the run lock (one run at a time on a host, so that nothing the cleanup
 finds belongs to a live run): undo what a dead run left, run the job-start
 hooks (which may veto the job before it changes anything), start the run
-journal (carrying the guests the cleanup could not release); then the body;
+journal (carrying the guests the cleanup could not release and the unfinished
+LVs it could not remove); then the body;
 then the job's own end or abort hooks, the journal closed, and job-end with
 the run's status.  Backup, restore, clone and checkpoint use it; a backup's
 per-guest phases stay in the backup.
@@ -65,7 +66,7 @@ def run_job(
         job: Job | None = None
         failure: BaseException | None = None
         try:
-            job = Job(scope, Journal.start(carry=left.unresolved), left)
+            job = Job(scope, Journal.start(carry=left.unresolved, volumes=left.unremoved), left)
             try:
                 yield job
             finally:

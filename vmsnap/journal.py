@@ -2,8 +2,9 @@
 
 Written atomically (temporary file, fsync, rename, fsync of the folder) before
 each action it records, so that after a crash ``vmsnap cleanup`` knows exactly
-which guests a dead run left paused or frozen and which files it left; it
-never touches a guest the journal does not name.  Removed when a run ends.
+which guests a dead run left paused or frozen, which files it left and which
+new LVs it was still filling; it never touches a guest or an LV the journal
+does not name.  Removed when a run ends.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class JournalData:
     started: float
     guests: list[GuestEntry] = field(default_factory=list)
     staging: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)  # "VG/LV": new LVs not yet complete
 
 
 class Journal:
@@ -49,15 +51,23 @@ class Journal:
         self.data = data
 
     @classmethod
-    def start(cls, carry: list[GuestEntry] | None = None) -> Journal:
-        """A new journal; ``carry`` keeps a dead run's guests that cleanup could
-        not release, so that a later cleanup tries again."""
+    def start(
+        cls, carry: list[GuestEntry] | None = None, volumes: list[str] | None = None
+    ) -> Journal:
+        """A new journal; ``carry`` and ``volumes`` keep a dead run's guests and
+        new LVs that cleanup could not release or remove, so that a later
+        cleanup tries again."""
         folder = state_dir()
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise DestinationError(f"cannot create state folder {folder}: {exc.strerror}") from exc
-        data = JournalData(pid=os.getpid(), started=time.time(), guests=list(carry or []))
+        data = JournalData(
+            pid=os.getpid(),
+            started=time.time(),
+            guests=list(carry or []),
+            volumes=list(volumes or []),
+        )
         journal = cls(folder / JOURNAL, data)
         journal.save()
         return journal
@@ -84,10 +94,21 @@ class Journal:
         self.data.staging = [p for p in self.data.staging if p != str(path)]
         self.save()
 
+    def note_volume(self, name: str) -> None:
+        """Before ``lvcreate``: the new LV ``VG/LV`` may exist from now on."""
+        self.data.volumes.append(name)
+        self.save()
+
+    def forget_volume(self, name: str) -> None:
+        """The LV is complete (and kept), or gone."""
+        self.data.volumes = [v for v in self.data.volumes if v != name]
+        self.save()
+
     def close(self) -> None:
         """The run is over: the journal goes, unless a guest it names could not
-        be released (then ``vmsnap cleanup`` still has work to do)."""
-        if self.data.guests:
+        be released or a new LV it names removed (then ``vmsnap cleanup``
+        still has work to do)."""
+        if self.data.guests or self.data.volumes:
             self.data.staging = []
             self.save()
         else:
@@ -108,6 +129,7 @@ def load_left() -> JournalData | None:
         started=float(raw.get("started", 0.0)),
         guests=[GuestEntry(**g) for g in raw.get("guests", [])],
         staging=[str(p) for p in raw.get("staging", [])],
+        volumes=[str(v) for v in raw.get("volumes", [])],
     )
 
 

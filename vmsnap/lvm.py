@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from vmsnap import runner
 from vmsnap.errors import (
     CommandError,
+    ExistsError,
     LeftBehindError,
     LvmError,
     NoSpaceError,
@@ -34,6 +35,9 @@ TAG = "vmsnap"
 """Every snapshot vmsnap creates carries this tag, so leftovers can be found."""
 CHECKPOINT_TAG = "vmsnap_checkpoint"
 """A kept checkpoint snapshot carries this tag instead (never swept as a leftover)."""
+UNFINISHED_TAG = "vmsnap_unfinished"
+"""A new LV of a restore or clone carries this tag until its data is complete:
+``vmsnap cleanup`` removes an LV a dead run's journal names only while it has it."""
 _TAG_RE = re.compile(r"^[A-Za-z0-9_+.:/=!#&][A-Za-z0-9_+.:/=!#&-]{0,1023}$")
 
 LV_COLUMNS = (
@@ -369,14 +373,26 @@ def is_invalid(lv: LogicalVolume) -> bool:
     return lv.snapshot_invalid or (len(lv.attr) > 4 and lv.attr[4] == "I")
 
 
-def create_volume_argv(vg: str, name: str, size: int, thin_pool: str | None) -> list[str]:
+def create_volume_argv(
+    vg: str, name: str, size: int, thin_pool: str | None, tags: tuple[str, ...] = ()
+) -> list[str]:
     """lvcreate takes whole 512-byte sectors (it rounds up to extents itself):
     an image of an odd size gets a volume that holds it."""
     size = round_up(size, SECTOR)
     argv = ["lvcreate", "--yes", "--name", name]
+    for tag in tags:
+        argv += ["--addtag", tag]
     if thin_pool:
         return [*argv, "--virtualsize", f"{size}b", "--thin", "--", f"{vg}/{thin_pool}"]
     return [*argv, "--size", f"{size}b", "--wipesignatures", "y", "--", vg]
+
+
+def require_free(vg: str, names: list[str]) -> None:
+    """Refuse names that an LV of ``vg`` already has (one ``lvs``)."""
+    taken = {v.name for v in list_volumes(names=(vg,))}
+    for name in names:
+        if name in taken:
+            raise ExistsError(f"{vg}/{name} already exists; refusing to overwrite it")
 
 
 def check_room(vg: str, sizes: list[int], thin_pool: str | None) -> None:
@@ -406,28 +422,46 @@ def check_room(vg: str, sizes: list[int], thin_pool: str | None) -> None:
 
 @contextmanager
 def new_volume(
-    vg: str, name: str, size: int, thin_pool: str | None = None
+    vg: str, name: str, size: int, thin_pool: str | None = None, *, tags: tuple[str, ...] = ()
 ) -> Iterator[LogicalVolume]:
-    """Create an LV; remove it again if the body fails (kept on success)."""
+    """Create an LV; remove it again if the body fails (kept on success).
+
+    A signal that arrives while ``lvcreate`` runs is raised once it has
+    finished, inside the ``try``: the LV it made is removed too."""
     if not valid_name(name):
         raise UsageError(f"{name!r} is not a valid LV name")
-    if find_volume(vg, name) is not None:
-        raise UsageError(f"{vg}/{name} already exists; refusing to overwrite it")
-    runner.run(create_volume_argv(vg, name, size, thin_pool), mutates=True)
-    created = find_volume(vg, name)
-    if created is None:
-        raise LvmError(f"lvcreate reported success but {vg}/{name} is missing")
+    require_free(vg, [name])
+    made = False
     try:
-        yield created
+        with GATE.deferred():
+            runner.run(create_volume_argv(vg, name, size, thin_pool, tags), mutates=True)
+            made = True
+        yield _created(vg, name)
     except GeneratorExit:  # ExitStack.pop_all() kept it: the caller owns it now
         raise
     except BaseException as exc:
-        try:
-            with GATE.deferred():
-                remove_volume(created)
-        except LeftBehindError as left:
-            exc.add_note(str(left))
+        if made:
+            _discard_new(vg, name, exc)
         raise
+
+
+def _created(vg: str, name: str) -> LogicalVolume:
+    created = find_volume(vg, name)
+    if created is None:
+        raise LvmError(f"lvcreate reported success but {vg}/{name} is missing")
+    return created
+
+
+def _discard_new(vg: str, name: str, exc: BaseException) -> None:
+    """Remove an LV this run created; a failure becomes a note on ``exc``."""
+    try:
+        with GATE.deferred():
+            left = find_volume(vg, name)
+            if left is not None:
+                remove_volume(left)
+    except (LeftBehindError, LvmError) as failed:  # not Interrupted: that is on its way
+        log.error("%s", failed)
+        exc.add_note(str(failed))
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -1,14 +1,18 @@
 """Writing onto an LV: one backup image decoded onto it, checked on the way,
-and the record of what was written.  Restore and clone share it."""
+and the record of what was written; the new LVs a job creates, journaled and
+tagged unfinished until they are complete.  Restore and clone share it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmsnap import image
+from vmsnap import faults, image, lvm
 from vmsnap.devio import open_device
-from vmsnap.errors import DestinationError, NotFoundError
+from vmsnap.errors import DestinationError, LvmError, NotFoundError
+from vmsnap.journal import Journal
 from vmsnap.manifest import ManifestDisk
 from vmsnap.models import LogicalVolume
 from vmsnap.progress import Progress
@@ -71,9 +75,45 @@ def write_image(
                 expected_size=disk.size,
                 expected_digest=disk.chunk_sha256,
                 sparse=sparse,
-                progress=progress.advance,
+                progress=faults.after_first("copying", progress.advance),
             )
         except OSError as exc:
             raise io_error(exc, source=str(directory / disk.image), target=target) from exc
     progress.item_done()
     return stats
+
+
+@contextmanager
+def new_volume(
+    journal: Journal, vg: str, name: str, size: int, thin_pool: str | None
+) -> Iterator[LogicalVolume]:
+    """A new LV for a job to fill, removed again if the body fails.  Journaled
+    before ``lvcreate`` and tagged unfinished until :func:`finish`, so that
+    ``vmsnap cleanup`` removes it after a ``kill -9`` (and only then)."""
+    journal.note_volume(f"{vg}/{name}")
+    try:
+        with lvm.new_volume(vg, name, size, thin_pool, tags=(lvm.UNFINISHED_TAG,)) as lv:
+            yield lv
+    except GeneratorExit:  # ExitStack.pop_all() kept it: the caller owns it now
+        raise
+    except BaseException:
+        _forget_if_gone(journal, vg, name)
+        raise
+
+
+def _forget_if_gone(journal: Journal, vg: str, name: str) -> None:
+    """After a failure: an LV that was removed (or never made) leaves the
+    journal; one that is still there stays on record for ``vmsnap cleanup``."""
+    try:
+        if lvm.find_volume(vg, name) is None:
+            journal.forget_volume(f"{vg}/{name}")
+    except (LvmError, DestinationError):  # the failure on its way matters more
+        pass
+
+
+def finish(journal: Journal, volumes: list[LogicalVolume]) -> None:
+    """Their data is complete: the new LVs lose the unfinished tag and leave the
+    journal, so no cleanup removes them."""
+    for lv in volumes:
+        lvm.retag(lv, delete=(lvm.UNFINISHED_TAG,))
+        journal.forget_volume(lv.full_name)

@@ -1,7 +1,9 @@
 """Restore: write a backup's images back onto LVs, checked on the way.
 
 Onto an existing LV (``--to``), or onto new LVs (``--vg``) that are removed again
-if the restore fails.  Zero regions are skipped only where the target is known
+if the restore fails or is interrupted; they are journaled and tagged
+unfinished until complete, so that ``vmsnap cleanup`` removes those of a
+restore killed with SIGKILL.  Zero regions are skipped only where the target is known
 to read zeros (a new thin LV); everywhere else every byte is written.
 """
 
@@ -12,11 +14,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vmsnap import hooks, lvm, manifest
+from vmsnap import hooks, lvm, lvwrite, manifest, store
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks
 from vmsnap.job import run_job
+from vmsnap.journal import Journal
 from vmsnap.lvwrite import RestoredDisk, write_image
 from vmsnap.manifest import Manifest, ManifestDisk
 from vmsnap.models import LogicalVolume, human_size
@@ -81,6 +84,7 @@ def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
 def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]:
     """Under the run lock, after the cleanup of a dead run, like every job: the
     hooks' job-start may veto it; restore-end or restore-abort follow."""
+    store.require_published(settings.backup_dir)
     m = manifest.load(settings.backup_dir)
     disks = _select(m, settings.disks)
     if settings.to is not None and len(disks) != 1:
@@ -97,7 +101,7 @@ def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]
         if settings.to is not None:
             done = [_restore_onto(m, disks[0], settings, progress)]
         else:
-            done = _restore_new(m, disks, settings, progress)
+            done = _restore_new(m, disks, settings, progress, job.journal)
         job.wrote(d.path for d in done)
     return done
 
@@ -111,22 +115,37 @@ def _restore_onto(
     return RestoredDisk.of(disk.target, lv, stats, created=False, sparse=False)
 
 
+def _check_new(vg: str, names: list[str], disks: list[ManifestDisk], pool: str | None) -> None:
+    """Everything that can be refused is refused before anything is created."""
+    for name in names:
+        if not lvm.valid_name(name):
+            raise UsageError(f"{name!r} is not a valid LV name")
+    lvm.require_free(vg, names)
+    lvm.check_room(vg, [d.size for d in disks], pool)
+
+
 def _restore_new(
-    m: Manifest, disks: list[ManifestDisk], settings: RestoreSettings, progress: Progress
+    m: Manifest,
+    disks: list[ManifestDisk],
+    settings: RestoreSettings,
+    progress: Progress,
+    journal: Journal,
 ) -> list[RestoredDisk]:
     vg = settings.vg
     assert vg is not None
     names = [new_name(settings, d, len(disks)) for d in disks]
-    for name in names:
-        if lvm.find_volume(vg, name) is not None:
-            raise UsageError(f"{vg}/{name} already exists; refusing to overwrite it")
-    lvm.check_room(vg, [d.size for d in disks], settings.thin_pool)
+    _check_new(vg, names, disks, settings.thin_pool)
     done: list[RestoredDisk] = []
+    lvs: list[LogicalVolume] = []
     with ExitStack() as created:  # every new LV is removed if any disk fails
         for disk, name in zip(disks, names, strict=True):
-            lv = created.enter_context(lvm.new_volume(vg, name, disk.size, settings.thin_pool))
+            lv = created.enter_context(
+                lvwrite.new_volume(journal, vg, name, disk.size, settings.thin_pool)
+            )
+            lvs.append(lv)
             sparse = lv.is_thin  # a new thin LV reads zeros; a new thick one may not
             stats = write_image(disk, m.directory, lv, sparse=sparse, progress=progress)
             done.append(RestoredDisk.of(disk.target, lv, stats, created=True, sparse=sparse))
+        lvwrite.finish(journal, lvs)
         created.pop_all()
     return done

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vmsnap import faults, image, lvm, store
 from vmsnap.errors import IntegrityError
-from vmsnap.guard import GuardSettings, SnapshotGuard, guarded
+from vmsnap.guard import GuardSettings, SnapshotGuard, guard_snapshot
 from vmsnap.models import LogicalVolume, human_size
 from vmsnap.progress import Progress
 
@@ -34,7 +34,10 @@ class DiskResult:
     extended: int = 0  # bytes the guard added to the COW space
 
 
-class _SnapshotReader:
+class SnapshotReader:
+    """A snapshot opened for reading: its read errors are the snapshot's
+    (an overflowed COW snapshot returns EIO), raised as IntegrityError."""
+
     def __init__(self, snap: LogicalVolume) -> None:
         self.snap = snap
         try:
@@ -50,7 +53,7 @@ class _SnapshotReader:
                 f"read error on snapshot {self.snap.full_name}: {exc.strerror}"
             ) from exc
 
-    def __enter__(self) -> _SnapshotReader:
+    def __enter__(self) -> SnapshotReader:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -71,14 +74,21 @@ def check_snapshot_valid(snap: LogicalVolume) -> None:
 
 
 @contextmanager
-def _guard(
-    snap: LogicalVolume, origin: LogicalVolume, settings: GuardSettings
+def watched(
+    snap: LogicalVolume, origin_size: int, settings: GuardSettings
 ) -> Iterator[SnapshotGuard | None]:
-    if snap.is_thin:  # a thin snapshot shares the pool; it cannot overflow alone
-        yield None
-        return
-    with guarded(snap, origin.size, settings) as guard:
-        yield guard
+    """The body reads ``snap`` under the overflow guard (none for a thin one):
+    one last look when it is done, and a snapshot that overflowed is said to
+    have, rather than "read error"."""
+    try:
+        with guard_snapshot(snap, origin_size, settings) as guard:
+            yield guard
+            if guard is not None:
+                guard.final_check()  # a snapshot can overflow after its last read too
+    except IntegrityError:
+        check_snapshot_valid(snap)
+        raise
+    check_snapshot_valid(snap)
 
 
 def _advance(progress: Progress, guard: SnapshotGuard | None) -> image.ProgressFn:
@@ -111,8 +121,8 @@ def stream_snapshot(
     fd = store.open_new(path)
     try:
         with (
-            _guard(snap, origin, guard_settings) as guard,
-            _SnapshotReader(snap) as src,
+            watched(snap, origin.size, guard_settings) as guard,
+            SnapshotReader(snap) as src,
             os.fdopen(fd, "wb", closefd=False) as out,
         ):
             stats = image.compress(
@@ -120,16 +130,10 @@ def stream_snapshot(
             )
             out.flush()
             os.fsync(fd)
-            if guard is not None:
-                guard.final_check()  # a snapshot can overflow after its last read too
-    except IntegrityError:
-        check_snapshot_valid(snap)  # say "overflowed" rather than "read error"
-        raise
     except OSError as exc:
         raise store.destination_error(exc, path) from exc
     finally:
         os.close(fd)
-    check_snapshot_valid(snap)
     progress.item_done()
     return DiskResult(
         target=target,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from vmsnap.errors import DestinationError
+from vmsnap.errors import DestinationError, ExistsError, IntegrityError
 
 PARTIAL_SUFFIX = ".partial"
 MANIFEST = "manifest.json"
@@ -80,6 +80,19 @@ def remove_partials(folder: Path) -> list[Path]:
     return gone
 
 
+def require_published(folder: Path) -> None:
+    """What readers check first: a ``.partial`` folder is unpublished (an
+    interrupted backup, or one still being written) and no backup at all,
+    whatever its manifest says (vmsnap-format(5))."""
+    for path in (folder, folder.resolve()):
+        if path.name.endswith(PARTIAL_SUFFIX):
+            raise IntegrityError(
+                f"{folder} is an unpublished backup (a {PARTIAL_SUFFIX} folder: interrupted, "
+                "or still being written)",
+                hint="use a published one: vmsnap backups lists them",
+            )
+
+
 def create_staging(dest: Path, guest: str, stamp: str) -> Path:
     folder = guest_dir(dest, guest)
     _mkdir(folder)
@@ -126,6 +139,18 @@ def open_new(path: Path) -> int:
         return os.open(path, flags, 0o600)
     except OSError as exc:
         raise DestinationError(f"cannot create {path}: {exc.strerror}") from exc
+
+
+def check_new_file(path: Path) -> None:
+    """Before a job starts: ``path`` can be created by :func:`write_file` when
+    it ends (it does not exist, its folder does and is writable)."""
+    if path.exists() or path.is_symlink():
+        raise ExistsError(f"{path} exists; refusing to overwrite it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise DestinationError(f"cannot create {path}: no such folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DestinationError(f"cannot create {path}: folder {folder} is not writable")
 
 
 def write_file(path: Path, data: bytes) -> None:

@@ -46,6 +46,11 @@ REACHED_BY: dict[ExitCode, list[str]] = {
         "test_an_agent_hung_past_the_thaw_leaves_a_journal_that_cleanup_acts_on",
     ],
     ExitCode.HOOK: ["lab/test_lab_hooks.py::test_backup_hooks_in_order_and_a_veto_leaves_nothing"],
+    ExitCode.EXISTS: [
+        "cli/test_cli_restore_clone.py::test_clone_onto_an_existing_guest_name_exits_14",
+        "cli/test_cli_restore_clone.py::test_restore_onto_a_taken_lv_name_exits_14",
+        "lab/test_lab_clone.py::test_clone_refuses_before_creating_anything",
+    ],
     ExitCode.NOT_A_REPOSITORY: [
         "cli/test_cli_repo.py::test_a_folder_that_is_not_a_repository_exits_15"
     ],

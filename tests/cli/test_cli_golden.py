@@ -165,7 +165,7 @@ def test_clone_json(
 ) -> None:
     monkeypatch.setattr(clone, "clone", lambda *_a: CLONE_RESULT)
     monkeypatch.chdir(tmp_path)
-    extra = ["--no-define"] if no_define else []
+    extra = ["--no-define", "--xml", "web09.xml"] if no_define else []
     code, out, _err = main("clone", "web01", "web09", *extra, "-c", uri, "--json")
     assert code == 0
     check_json("clone-no-define" if no_define else "clone", out, tmp_path)

@@ -3,6 +3,7 @@ own exit status, and nothing is touched."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 from clikit import Main, one_line_error
 
-from vmsnap.errors import ExitCode
+from vmsnap import lvm
+from vmsnap.errors import ExitCode, LeftBehindError
+from vmsnap.models import LogicalVolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
 from backupkit import flip_bit, make_backup
@@ -82,8 +85,118 @@ def test_clone_unknown_template(main: Main, uri: str) -> None:
 
 def test_clone_onto_an_existing_name(main: Main, uri: str) -> None:
     code, _out, err = main("clone", "web01", "db01", "--connect", uri)
-    assert code in (ExitCode.USAGE, ExitCode.UNSUPPORTED_DISK)
-    one_line_error(err)
+    assert code == ExitCode.EXISTS  # checked first: before web01's disks, which are no LVs here
+    assert "a guest named 'db01' already exists" in one_line_error(err)
+
+
+def _host_has(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """This host's LVM, as ``lvs`` would report it: these LVs of vg0."""
+    volumes = [
+        LogicalVolume(
+            vg="vg0",
+            name=n,
+            path=f"/dev/vg0/{n}",
+            dm_path="",
+            size=1 << 20,
+            attr="",
+            segtype="linear",
+        )
+        for n in names
+    ]
+    monkeypatch.setattr(lvm, "list_volumes", lambda *_a, **_k: list(volumes))
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_clone_onto_an_existing_guest_name_exits_14(main: Main, tmp_path: Path, uri: str) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    code, _out, err = main("clone", str(folder), "db01", "--connect", uri)
+    assert code == ExitCode.EXISTS == 14
+    assert "already exists" in one_line_error(err)
+
+
+def test_restore_onto_a_taken_lv_name_exits_14(
+    main: Main, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    _host_has(monkeypatch, "vdb-restored")
+    code, _out, err = main("restore", str(folder), "--vg", "vg0")
+    assert code == ExitCode.EXISTS == 14
+    assert "vg0/vdb-restored already exists" in one_line_error(err)
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+@pytest.mark.parametrize("how", ["restore", "clone"])
+def test_an_unpublished_partial_folder_is_refused(
+    main: Main, tmp_path: Path, uri: str, how: str
+) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    partial = folder.rename(folder.with_name(folder.name + ".partial"))
+    args = ["--vg", "vg0"] if how == "restore" else ["web09", "--connect", uri]
+    code, _out, err = main(how, str(partial), *args)
+    assert code == ExitCode.INTEGRITY
+    assert "unpublished backup" in one_line_error(err)
+    link = tmp_path / "looks-published"
+    link.symlink_to(partial)
+    code, _out, err = main(how, str(link), *args)
+    assert code == ExitCode.INTEGRITY
+    assert "unpublished backup" in one_line_error(err)
+
+
+def _journal_naming(volumes: list[str]) -> Path:
+    state = Path(os.environ["VMSNAP_STATE_DIR"])
+    state.mkdir(mode=0o700)
+    doc = {"pid": 1, "started": 0, "guests": [], "staging": [], "volumes": volumes}
+    (state / "journal.json").write_text(json.dumps(doc))
+    return state / "journal.json"
+
+
+def _unfinished(name: str, *, tagged: bool = True) -> LogicalVolume:
+    tags = (lvm.UNFINISHED_TAG,) if tagged else ()
+    return LogicalVolume(
+        vg="vg0", name=name, path="", dm_path="", size=1, attr="", segtype="linear", tags=tags
+    )
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_cleanup_removes_the_half_written_lvs_a_dead_run_journaled(
+    main: Main, monkeypatch: pytest.MonkeyPatch, as_json: bool
+) -> None:
+    """Only an LV the journal names *and* that still carries the unfinished tag:
+    one that lost it was complete, one that is not journaled is not ours."""
+    journal = _journal_naming(["vg0/web02-vda", "vg0/web02-vdb", "vg0/never-made"])
+    there = [_unfinished("web02-vda"), _unfinished("stranger")]
+    monkeypatch.setattr(lvm, "tagged", lambda tag: there if tag == lvm.UNFINISHED_TAG else [])
+    monkeypatch.setattr(lvm, "leftover_snapshots", lambda: [])
+    removed: list[str] = []
+    monkeypatch.setattr(lvm, "remove_volume", lambda lv: removed.append(lv.full_name))
+    code, out, err = main("cleanup", "--dry-run", *(["--json"] if as_json else []))
+    assert (code, removed) == (0, []), err
+    assert journal.exists()
+    code, out, err = main("cleanup", *(["--json"] if as_json else []))
+    assert code == 0, err
+    assert removed == ["vg0/web02-vda"]
+    if as_json:
+        assert json.loads(out)["volumes"] == ["vg0/web02-vda"]
+    else:
+        assert out == "remove unfinished LV vg0/web02-vda\n"
+    assert not journal.exists()
+
+
+def test_cleanup_keeps_an_unfinished_lv_it_cannot_remove_on_record(
+    main: Main, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _journal_naming(["vg0/web02-vda"])
+    monkeypatch.setattr(lvm, "tagged", lambda _tag: [_unfinished("web02-vda")])
+    monkeypatch.setattr(lvm, "leftover_snapshots", lambda: [])
+
+    def busy(lv: LogicalVolume) -> None:
+        raise LeftBehindError(f"could not remove {lv.full_name}: in use")
+
+    monkeypatch.setattr(lvm, "remove_volume", busy)
+    code, _out, err = main("cleanup")
+    assert code == ExitCode.LEFT_BEHIND
+    assert "vmsnap: error: could not remove vg0/web02-vda: in use" in err.splitlines()
+    assert json.loads(journal.read_text())["volumes"] == ["vg0/web02-vda"]  # to try again
 
 
 def test_restore_waits_for_the_run_lock(
@@ -115,3 +228,44 @@ def test_verify_never_follows_a_link_inside_the_destination(main: Main, tmp_path
     assert f"{dest / 'db01'}: ignored, a symbolic link" in err
     assert not (outside / "verified.json").exists()
     assert (dest / "web01" / "20261127T042319Z" / "verified.json").exists()
+
+
+@pytest.mark.usefixtures("host_lvm_empty")
+def test_clone_xml_file_is_checked_before_anything(main: Main, tmp_path: Path, uri: str) -> None:
+    folder = make_backup(tmp_path / "dest", "web01")
+    taken = tmp_path / "taken.xml"
+    taken.write_text("mine")
+    code, _out, err = main("clone", str(folder), "web09", "--no-define", "--xml", str(taken),
+                           "--connect", uri)  # fmt: skip
+    assert code == ExitCode.EXISTS
+    assert "exists; refusing to overwrite it" in one_line_error(err)
+    assert taken.read_text() == "mine"
+    nowhere = tmp_path / "no-such-folder" / "web09.xml"
+    code, _out, err = main("clone", str(folder), "web09", "--xml", str(nowhere), "--connect", uri)
+    assert code == ExitCode.DESTINATION
+    assert "no such folder" in one_line_error(err)
+    assert not Path(os.environ["VMSNAP_STATE_DIR"]).exists()  # refused before the job began
+
+
+def test_clone_no_define_prints_only_the_xml_on_stdout(
+    main: Main, uri: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No file appears in the current folder: the XML goes to stdout, alone (to
+    pipe into virsh define), the summary to stderr."""
+    from vmsnap import clone  # noqa: PLC0415 - only this test replaces the job
+
+    xml = "<domain type='kvm'><name>web09</name></domain>"
+    seen: list[clone.CloneSettings] = []
+
+    def fake(_conn: object, settings: clone.CloneSettings, _progress: object) -> clone.CloneResult:
+        seen.append(settings)
+        return clone.CloneResult(name="web09", uuid="u-1", xml=xml)
+
+    monkeypatch.setattr(clone, "clone", fake)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = main("clone", "web01", "web09", "--no-define", "-c", uri)
+    assert code == 0, err
+    assert out == xml + "\n"
+    assert "web09: not defined, uuid u-1" in err
+    assert (seen[0].define, seen[0].xml_file) == (False, None)
+    assert list(tmp_path.iterdir()) == [tmp_path / "node.xml"]

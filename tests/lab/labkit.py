@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmsnap.progress import NoProgress
+
 REPO = Path(__file__).resolve().parents[2]
 VMSNAP = [sys.executable, "-m", "vmsnap"]
 VG = "labvg"
@@ -153,6 +155,46 @@ def stopped(proc: subprocess.Popen[str], timeout: float = 300) -> None:
                 return
         time.sleep(0.2)
     raise AssertionError("vmsnap never reached its failpoint")
+
+
+def start_vmsnap(point: str, *args: str) -> subprocess.Popen[str]:
+    """vmsnap in the background, to stop itself at failpoint ``point``."""
+    env = dict(os.environ, VMSNAP_FAILPOINT=point)
+    return subprocess.Popen(
+        [*VMSNAP, *args, "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def journal_left() -> bool:
+    """A run journal is on disk (a run is alive, or left work for cleanup)."""
+    return (Path(os.environ["VMSNAP_STATE_DIR"]) / "journal.json").exists()
+
+
+def fullest_snapshot() -> float:
+    """The highest COW fill (percent) of the snapshots tagged vmsnap."""
+    out = sh("lvs", "--noheadings", "-o", "snap_percent", "@vmsnap").stdout.split()
+    return max((float(v) for v in out if v.strip()), default=0.0)
+
+
+class SlowWriter(NoProgress):
+    """A progress sink that rewrites 1 MiB of ``origin`` with each chunk read, so
+    that a COW snapshot of it fills gradually and the overflow guard (polling
+    every 0.2 s) has time to act: after each write it waits, up to a minute,
+    while a snapshot is past the guard's threshold (lvs and lvextend are slow
+    under emulation, slower on a loaded machine).  Without a guard the wait runs
+    out and the next writes overflow the snapshot."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin, self.done = origin, 0
+
+    def advance(self, nbytes: int) -> None:
+        write_device(self.origin, pattern(f"later{self.done}", MiB), self.done * 4 * MiB)
+        self.done += 1
+        time.sleep(1.0)
+        deadline = time.monotonic() + 60
+        while fullest_snapshot() >= 65.0 and time.monotonic() < deadline:
+            time.sleep(0.5)
 
 
 def vmsnap(

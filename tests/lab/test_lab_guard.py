@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from labkit import (
@@ -11,6 +10,7 @@ from labkit import (
     VG,
     Lab,
     MiB,
+    SlowWriter,
     chunk_sha256_of,
     disk_xml,
     domain_xml,
@@ -27,20 +27,6 @@ from vmsnap import backup, virt
 from vmsnap.guard import GuardSettings
 from vmsnap.hooks import NO_HOOKS
 from vmsnap.models import QuiesceMode, SizeSpec
-from vmsnap.progress import NoProgress
-
-
-class _SlowWriter(NoProgress):
-    """Rewrites 1 MiB of the origin with each chunk read, so the COW space fills
-    gradually and the guard (polling every 0.2 s) has time to act."""
-
-    def __init__(self, origin: str) -> None:
-        self.origin, self.done = origin, 0
-
-    def advance(self, nbytes: int) -> None:
-        write_device(self.origin, pattern(f"later{self.done}", MiB), self.done * 4 * MiB)
-        self.done += 1
-        time.sleep(2.5)  # lvs and lvextend are slow under emulation
 
 
 def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> None:
@@ -58,7 +44,7 @@ def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> N
         guard=GuardSettings(interval=0.2),
     )
     with virt.connection(uri) as conn:
-        results = backup.backup(conn, ["grow"], settings, _SlowWriter(origin))
+        results = backup.backup(conn, ["grow"], settings, SlowWriter(origin))
     assert results[0].ok, results[0].error
     assert results[0].directory is not None
     manifest = json.loads((results[0].directory / "manifest.json").read_text())

@@ -4,9 +4,11 @@ existing LVs (too small, held open, --force), corrupt images."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from labkit import (
     POOL,
     VG,
@@ -14,10 +16,13 @@ from labkit import (
     MiB,
     disk_xml,
     domain_xml,
+    journal_left,
     lv_names,
     node_uri,
     sh,
     sha256_of,
+    start_vmsnap,
+    stopped,
     vmsnap,
     write_device,
 )
@@ -117,3 +122,53 @@ def test_corrupt_image_caught_by_verify_and_restore(lab: Lab, tmp_path: Path) ->
     run = vmsnap("restore", str(folder), "--vg", VG)
     assert run.returncode == 10, run.stderr
     assert "cr-src-restored" not in lv_names()  # the new LV was removed again
+
+
+def test_kill_9_mid_restore_then_cleanup_removes_the_half_written_lv(
+    lab: Lab, tmp_path: Path
+) -> None:
+    src = lab.lv("rk-src", 24)
+    folder = backed_up(lab, tmp_path, "rk", {"vda": src})
+    before = lv_names()
+    proc = start_vmsnap("copying", "restore", str(folder), "--vg", VG)
+    stopped(proc)  # its first chunk is written
+    assert lv_names() - before == {"rk-src-restored"}
+    assert lv_names("@vmsnap_unfinished") == {"rk-src-restored"}
+    proc.kill()
+    proc.communicate()
+
+    run = vmsnap("cleanup", "--dry-run")
+    assert run.returncode == 0, run.stderr
+    assert f"would remove unfinished LV {VG}/rk-src-restored" in run.stdout
+    assert "rk-src-restored" in lv_names()
+    run = vmsnap("cleanup")
+    assert run.returncode == 0, run.stderr
+    assert f"remove unfinished LV {VG}/rk-src-restored" in run.stdout
+    assert lv_names() == before
+    assert not journal_left()
+
+    again = vmsnap("restore", str(folder), "--vg", VG)
+    assert again.returncode == 0, again.stderr
+    assert sha256_of(f"/dev/{VG}/rk-src-restored") == sha256_of(src)
+    assert not lv_names("@vmsnap_unfinished")  # a complete LV loses the tag
+    run = vmsnap("cleanup")
+    assert "rk-src-restored" in lv_names()  # and no cleanup takes it
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_restore_removes_every_new_lv(
+    lab: Lab, tmp_path: Path, signum: int, status: int
+) -> None:
+    disks = {"vda": lab.lv(f"rs{signum}-a", 12), "vdb": lab.lv(f"rs{signum}-b", 12)}
+    folder = backed_up(lab, tmp_path, f"rs{signum}", disks)
+    before = lv_names()
+    proc = start_vmsnap("copying", "restore", str(folder), "--vg", VG, "--name", f"sg{signum}")
+    stopped(proc)  # inside the first disk: the LV of the first exists
+    assert f"sg{signum}-vda" in lv_names()
+    proc.send_signal(signum)
+    proc.send_signal(signal.SIGCONT)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == status, err
+    assert "interrupted" in err
+    assert lv_names() == before
+    assert not journal_left()

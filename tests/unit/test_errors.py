@@ -36,6 +36,7 @@ ERROR_CLASSES = {
     errors.LockedError: ExitCode.LOCKED,
     errors.LeftBehindError: ExitCode.LEFT_BEHIND,
     errors.HookError: ExitCode.HOOK,
+    errors.ExistsError: ExitCode.EXISTS,
     errors.NotARepositoryError: ExitCode.NOT_A_REPOSITORY,
     errors.RepositoryVersionError: ExitCode.REPOSITORY_VERSION,
 }
@@ -59,6 +60,7 @@ def test_exit_codes_are_distinct_and_fixed() -> None:
         "LOCKED": 11,
         "LEFT_BEHIND": 12,
         "HOOK": 13,
+        "EXISTS": 14,
         "NOT_A_REPOSITORY": 15,
         "REPOSITORY_VERSION": 16,
         "INTERNAL": 70,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
 
 import pytest
 
-from vmsnap import lvm
-from vmsnap.errors import UsageError
+from vmsnap import lvm, runner
+from vmsnap.errors import Interrupted, UsageError
 from vmsnap.models import LogicalVolume
+from vmsnap.signals import GATE
 
 RUN_ID = "abcd1234"
 
@@ -422,3 +424,39 @@ def test_an_overflowed_snapshot_is_invalid(
     text = _with_field(text, "snap1", "lv_attr", attr)
     (snap1,) = [v for v in lvm.parse_lvs(text) if v.name == "snap1"]
     assert lvm.is_invalid(snap1) is invalid
+
+
+def test_a_new_volume_carries_its_tags_from_lvcreate() -> None:
+    argv = lvm.create_volume_argv("vg0", "new", 1 << 20, None, (lvm.UNFINISHED_TAG,))
+    assert argv[argv.index("--addtag") + 1] == "vmsnap_unfinished"
+    assert argv[-2:] == ["--", "vg0"]
+
+
+def test_a_signal_that_arrives_while_lvcreate_runs_leaves_no_lv(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signal is held while lvcreate runs and raised when it is done: the LV
+    it made must be removed then, not left (it was, before)."""
+    made: list[str] = []
+
+    def execute(argv: list[str], _timeout: float) -> runner.Completed:
+        if argv[0] == "lvcreate":
+            made.append(argv[argv.index("--name") + 1])
+            GATE.pending = signal.SIGTERM  # arrived meanwhile, held by the gate
+        elif argv[0] == "lvremove":
+            made.remove(argv[-1].split("/")[1])
+        return runner.Completed(tuple(argv), 0, "", "")
+
+    def find(vg: str, name: str) -> LogicalVolume | None:
+        path = f"/dev/{vg}/{name}"
+        return LogicalVolume(vg, name, path, "", 1 << 20, "", "linear") if name in made else None
+
+    monkeypatch.setattr(runner, "_execute", execute)
+    monkeypatch.setattr(lvm, "require_free", lambda *_a: None)
+    monkeypatch.setattr(lvm, "find_volume", find)
+    try:
+        with pytest.raises(Interrupted), lvm.new_volume("vg0", "web02-vda", 1 << 20):
+            pytest.fail("the body must not run")
+    finally:
+        GATE.pending = None
+    assert made == []

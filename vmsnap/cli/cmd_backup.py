@@ -204,7 +204,8 @@ def cleanup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo what a dead run left: resume/thaw its guests, remove its snapshots and
-    unpublished folders.  Every backup and clone does this first, under the lock."""
+    unpublished folders and the new LVs it had not finished.  Every backup, restore
+    and clone does this first, under the lock."""
     session = Session.of(ctx)
     with run_lock():
         report = cleanup.cleanup(dry_run=dry_run, default_uri=session.uri(connect))
@@ -224,6 +225,7 @@ def _print_cleanup(report: cleanup.CleanupReport, dry_run: bool) -> None:
         ("thaw guest", report.thawed),
         ("remove snapshot", report.snapshots),
         ("remove unpublished", report.partials),
+        ("remove unfinished LV", report.volumes),
     )
     for action, items in done_items:
         for item in items:

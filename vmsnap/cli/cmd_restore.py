@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vmsnap.cli import jsondoc
-from vmsnap.cli.core import clone, restore, store, virt
+from vmsnap.cli.core import clone, guard, restore, virt
 from vmsnap.cli.options import (
     ConnectOpt,
     JsonOpt,
@@ -86,7 +87,12 @@ QuiesceCloneOpt = Annotated[
     QuiesceMode, typer.Option("--quiesce", help="For a live template, as in backup.")
 ]
 NoDefineOpt = Annotated[
-    bool, typer.Option("--no-define", help="Write NEW_NAME.xml here and print it instead.")
+    bool,
+    typer.Option("--no-define", help="Do not define the guest: print its XML (or --xml FILE)."),
+]
+XmlOpt = Annotated[
+    Path | None,
+    typer.Option("--xml", metavar="FILE", help="Write the new guest's XML to FILE (a new file)."),
 ]
 StartOpt = Annotated[bool, typer.Option("--start", help="Start the new guest.")]
 
@@ -101,6 +107,7 @@ def clone_cmd(
     quiesce: QuiesceCloneOpt = QuiesceMode.AUTO,
     snapshot_size: SnapshotSizeOpt = None,
     no_define: NoDefineOpt = False,
+    xml: XmlOpt = None,
     start: StartOpt = False,
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
@@ -108,9 +115,6 @@ def clone_cmd(
     """Make a new guest from a backup or a template guest: new LVs, name, UUID and MACs."""
     if no_define and start:
         raise UsageError("--start needs the guest defined: drop --no-define")
-    xml_path = Path(f"{store.safe_component(new_name)}.xml") if no_define else None
-    if xml_path is not None and (xml_path.exists() or xml_path.is_symlink()):
-        raise UsageError(f"{xml_path} exists; refusing to overwrite it")
     session = Session.of(ctx)
     settings = clone.CloneSettings(
         source=source,
@@ -121,16 +125,16 @@ def clone_cmd(
         snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else None,
         define=not no_define,
         start=start,
+        xml_file=xml,
         hooks=session.hooks(),
+        guard=guard.GuardSettings.from_environment(),
     )
     with virt.connection(session.uri(connect)) as conn:
         result = _clone(conn, settings, session.progress(progress))
-    if xml_path is not None:
-        store.write_file(xml_path, (result.xml + "\n").encode())  # 0600: it may hold secrets
     if as_json:
-        jsondoc.emit(jsondoc.clone_result(result, xml_path))
+        jsondoc.emit(jsondoc.clone_result(result, xml))
     else:
-        _print_clone(result, xml_path)
+        _print_clone(result, xml)
 
 
 def _clone(
@@ -146,11 +150,16 @@ def _clone(
 
 
 def _print_clone(result: clone.CloneResult, xml_path: Path | None) -> None:
-    if xml_path is not None:
+    """With the XML on stdout (``--no-define`` without ``--xml``) stdout holds
+    only the XML, for ``virsh define /dev/stdin``; the summary goes to stderr."""
+    summary = sys.stdout
+    if not result.defined and xml_path is None:
         print(result.xml)
+        summary = sys.stderr
     for d in result.disks:
-        print(f"{d.target}: {d.path}  {human_size(d.size)}  chunk sha256 {d.chunk_sha256}")
-    state = (
-        "started" if result.started else ("defined" if result.defined else f"written to {xml_path}")
-    )
-    print(f"{result.name}: {state}, uuid {result.uuid}")
+        line = f"{d.target}: {d.path}  {human_size(d.size)}  chunk sha256 {d.chunk_sha256}"
+        print(line, file=summary)
+    state = "started" if result.started else ("defined" if result.defined else "not defined")
+    if xml_path is not None:
+        state += f", XML written to {xml_path}"
+    print(f"{result.name}: {state}, uuid {result.uuid}", file=summary)

@@ -123,6 +123,7 @@ def cleanup_report(report: CleanupReport, dry_run: bool) -> Doc:
         "thawed": list(report.thawed),
         "snapshots": list(report.snapshots),
         "partials": list(report.partials),
+        "volumes": list(report.volumes),
         "problems": list(report.problems),
         "unresolved": [journal_guest(e) for e in report.unresolved],
     }
@@ -224,6 +225,7 @@ def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
         "defined": result.defined,
         "started": result.started,
         "xml": _path(xml_path),
+        "domain_xml": result.xml,
         "disks": [restored_disk(d) for d in result.disks],
     }
 
