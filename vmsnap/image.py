@@ -316,11 +316,11 @@ def compress(
     pump(reads, lambda: _Chunk(CHUNK, ZERO_CHUNK_HEX), pack, emit)
     if digest.size == 0:  # an empty volume is still one (empty) zstd frame
         written += dst.write(pack(b"").frame) or 0
-    _check_source_size(digest.size, size)
+    check_source_size(digest.size, size)
     return StreamStats(digest.size, digest.hexdigest(), written)
 
 
-def _check_source_size(total: int, size: int | None) -> None:
+def check_source_size(total: int, size: int | None) -> None:
     if size is not None and total < size:
         raise IntegrityError(f"read {total} bytes where {size} were expected")
     if size is not None and total > size:

@@ -24,7 +24,7 @@ __all__ = ["StreamStats", "dump", "load"]
 
 
 @contextmanager
-def _input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
+def open_input(path: str) -> Iterator[tuple[BinaryIO, int | None]]:
     if path == "-":
         with os.fdopen(os.dup(0), "rb") as stdin:
             yield stdin, None
@@ -43,7 +43,7 @@ def _stdout() -> BinaryIO:
     return os.fdopen(os.dup(1), "wb")
 
 
-def _terminal_stdout() -> BinaryIO:
+def binary_stdout() -> BinaryIO:
     """Standard output for a binary image: never a terminal (as zstd refuses)."""
     if os.isatty(1):
         raise DestinationError(
@@ -53,16 +53,16 @@ def _terminal_stdout() -> BinaryIO:
     return _stdout()
 
 
-def _new_file(path: Path) -> AbstractContextManager[BinaryIO]:
+def new_output_file(path: Path) -> AbstractContextManager[BinaryIO]:
     if path.exists() or path.is_symlink():
         raise DestinationError(f"{path} exists; refusing to overwrite it")
     return aside.written_aside(path)
 
 
 def dump(source: str, output: str, *, level: int, progress: Progress) -> StreamStats:
-    with _input(source) as (src, size):
+    with open_input(source) as (src, size):
         try:
-            with _terminal_stdout() if output == "-" else _new_file(Path(output)) as out:
+            with binary_stdout() if output == "-" else new_output_file(Path(output)) as out:
                 progress.item(source, size)
                 stats = image.compress(src, out, level=level, size=size, progress=progress.advance)
         except OSError as exc:
@@ -83,7 +83,7 @@ def _target(path: str, *, force: bool) -> Iterator[Target]:
         return
     target = Path(path)
     if not target.exists():
-        with _new_file(target) as out:
+        with new_output_file(target) as out:
             yield _FileSink(out), True, None
         return
     if not force:
@@ -156,7 +156,7 @@ def _check_fits(src: BinaryIO, capacity: int | None, target: str) -> None:
 
 
 def load(image_path: str, target: str, *, force: bool, progress: Progress) -> StreamStats:
-    with _input(image_path) as (src, _size):
+    with open_input(image_path) as (src, _size):
         with _target(target, force=force) as (out, zeros, capacity):
             _check_fits(src, capacity, target)
             progress.item(f"{image_path} -> {target}", None)

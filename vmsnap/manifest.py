@@ -193,7 +193,7 @@ def load(backup_dir: Path) -> Manifest:
     """Read and check ``backup_dir/manifest.json``: format, version, seal, fields."""
     path = backup_dir / MANIFEST
     try:
-        doc = _decode(_read(path))
+        doc = decode_document(_read(path))
         _check_format(doc)
         check_seal(doc)
         return _parse(doc, backup_dir)
@@ -226,7 +226,7 @@ def _no_constant(name: str) -> NoReturn:
     raise IntegrityError(f"{name} is not a JSON number")
 
 
-def _decode(data: bytes) -> dict[str, Any]:
+def decode_document(data: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(
             data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant
@@ -256,7 +256,7 @@ def _check_format(doc: Mapping[str, Any]) -> None:
         )
 
 
-class _Object:
+class Members:
     """Typed access to one JSON object's members; errors name the member."""
 
     def __init__(self, value: object, where: str) -> None:
@@ -299,16 +299,16 @@ class _Object:
     def text_or_absent(self, key: str) -> str | None:
         return self.text(key) if key in self.raw else None
 
-    def obj(self, key: str) -> _Object:
-        return _Object(self._get(key, (dict,), "an object"), self.name(key))
+    def obj(self, key: str) -> Members:
+        return Members(self._get(key, (dict,), "an object"), self.name(key))
 
-    def objects(self, key: str) -> list[_Object]:
+    def objects(self, key: str) -> list[Members]:
         items: list[object] = self._get(key, (list,), "an array")
-        return [_Object(item, f"{self.name(key)}[{i}]") for i, item in enumerate(items)]
+        return [Members(item, f"{self.name(key)}[{i}]") for i, item in enumerate(items)]
 
 
 def _parse(doc: dict[str, Any], directory: Path) -> Manifest:
-    top = _Object(doc, "")
+    top = Members(doc, "")
     domain = top.obj("domain")
     disks = tuple(_disk(d) for d in top.objects("disks"))
     _check_disks(disks)
@@ -321,14 +321,14 @@ def _parse(doc: dict[str, Any], directory: Path) -> Manifest:
         domain_uuid=domain.text("uuid"),
         hypervisor=domain.text("hypervisor"),
         domain_xml_sha256=domain.text_or_absent("xml_sha256"),
-        created=_created(top),
+        created=created_member(top),
         quiesce=_quiesce(top.obj("quiesce")),
         disks=disks,
         skipped=tuple((s.text("target"), s.text("reason")) for s in top.objects("skipped")),
     )
 
 
-def _created(top: _Object) -> str:
+def created_member(top: Members) -> str:
     text = top.text("created")
     try:
         time.strptime(text, CREATED_FORMAT)
@@ -337,7 +337,7 @@ def _created(top: _Object) -> str:
     return text
 
 
-def _quiesce(q: _Object) -> dict[str, Any]:
+def _quiesce(q: Members) -> dict[str, Any]:
     for key in ("requested", "mode", "state_before", "note"):
         q.text(key)
     q.number("window_seconds")
@@ -345,7 +345,7 @@ def _quiesce(q: _Object) -> dict[str, Any]:
     return q.raw
 
 
-def _disk(d: _Object) -> ManifestDisk:
+def _disk(d: Members) -> ManifestDisk:
     snapshot = d.obj("snapshot")
     disk = ManifestDisk(
         target=d.text("target"),

@@ -55,7 +55,7 @@ def store_image(
 ) -> StoreResult:
     """Store a file or block device (or stdin) as a backup of its own, one disk called NAME."""
     repo = open_local(dest)
-    with imagecmd._input(source) as (src, size):  # the same opening as image dump
+    with imagecmd.open_input(source) as (src, size):  # the same opening as image dump
         with open_index(repo) as index:
             progress.item(f"{source} -> {name}", size)
             disk, counts = store_volume(
@@ -131,10 +131,10 @@ def load(repo: Repository, name: str) -> RepoManifest:
 @contextmanager
 def _output(path: str) -> Iterator[BinaryIO]:
     if path != "-":
-        with imagecmd._new_file(Path(path)) as out:  # the same renamed-into-place file
+        with imagecmd.new_output_file(Path(path)) as out:  # the same renamed-into-place file
             yield out
         return
-    with imagecmd._terminal_stdout() as out:  # as image dump: never a terminal
+    with imagecmd.binary_stdout() as out:  # as image dump: never a terminal
         yield out
 
 

@@ -102,10 +102,10 @@ def parse(data: bytes, where: str) -> RepoManifest:
     """A manifest read from the repository; every error names ``where``."""
     try:
         _check_size(data)
-        doc = sealed._decode(data)  # the one strict JSON decoder
+        doc = sealed.decode_document(data)  # the one strict JSON decoder
         _check_format(doc)
         sealed.check_seal(doc)
-        return _parse(sealed._Object(doc, ""))  # typed member access
+        return _parse(sealed.Members(doc, ""))  # typed member access
     except IntegrityError as exc:
         raise IntegrityError(f"{where}: {exc.message}", hint=exc.hint) from exc
 
@@ -134,7 +134,7 @@ def _parse(top: Any) -> RepoManifest:
     return RepoManifest(
         name=top.text("name"),
         kind=kind,
-        created=sealed._created(top),  # the same time check as format 2
+        created=sealed.created_member(top),  # the same time check as format 2
         host=top.text("host"),
         vmsnap_version=top.text("vmsnap_version"),
         disks=disks,

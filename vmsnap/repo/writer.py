@@ -22,7 +22,7 @@ import zstandard
 from vmsnap import faults
 from vmsnap.digest import CHUNK, ZERO_CHUNK_HEX, ChunkDigest, chunk_hex
 from vmsnap.frames import Readable
-from vmsnap.image import ReadBuffers, _check_source_size, pump, zero_frame
+from vmsnap.image import ReadBuffers, check_source_size, pump, zero_frame
 from vmsnap.models import DEFAULT_LEVEL
 from vmsnap.repo.index import ChunkIndex
 from vmsnap.repo.layout import chunk_name
@@ -171,7 +171,7 @@ def store_volume(
             faults.point("streaming")  # a test may stop (and kill) a store here
 
     pump(reads, _OnceZero(storer), storer, emit)
-    _check_source_size(tally.digest.size, size)
+    check_source_size(tally.digest.size, size)
     counts = tally.counts
     disk = RepoDisk(
         target=target,
