@@ -8,8 +8,11 @@ change that wrote it); ``pip install`` itself is not repeated here."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -125,3 +128,19 @@ def test_a_plain_pip_install_ships_every_package() -> None:
         assert packages <= set(setuptools["packages"])
     else:
         assert setuptools["packages"]["find"]["include"] == ["vmsnap*"]
+
+
+def test_the_completion_line_writes_bashs_script_from_any_shell(tmp_path: Path) -> None:
+    """Typer's --show-completion guesses the shell from its parent and takes no
+    shell name: from sh (make, a root cron job) it printed "Shell sh not
+    supported" into the completion file.  The line sets the variable instead."""
+    (words,) = [w for w in INSTALL if w[0].startswith("_VMSNAP_COMPLETE=")]
+    name, value = words[0].split("=")
+    assert words[1:3] == ["vmsnap", ">"]
+    assert words[3] == "/etc/bash_completion.d/vmsnap"
+    env = {"PATH": os.environ["PATH"], "SHELL": "/bin/sh", name: value}
+    vmsnap = str(Path(sys.executable).with_name("vmsnap"))
+    run = subprocess.run(["sh", "-c", f'"{vmsnap}"'], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "complete -o default -F _vmsnap_completion vmsnap" in run.stdout

@@ -83,9 +83,21 @@ web01=$(ls -d "$out"/backups/web01/*/ | head -n 1)
 run vmsnap restore "$web01" --disk xvdb --vg demovg --thin-pool pool --name web01-data-restored
 run lvs -o lv_name,lv_size,data_percent demovg/web01-data-restored
 
+step "The chunk repository (foundation): two nights of the restored data disk, a write between"
+# vmsnap backup still writes the folders above; image store is the repository's first writer.
+run vmsnap init --dest "$out/repo"
+run vmsnap image store /dev/demovg/web01-data-restored --dest "$out/repo" --name web01-data
+dd if=/dev/urandom of=/dev/demovg/web01-data-restored bs=1M count=4 seek=8 conv=notrunc,fsync status=none
+run vmsnap image store /dev/demovg/web01-data-restored --dest "$out/repo" --name web01-data
+run vmsnap export --dest "$out/repo" web01-data -o "$out/web01-data.img.zst"
+a=$(zstd -dc "$out/web01-data.img.zst" | sha256sum | cut -c1-16)
+b=$(sha256sum < /dev/demovg/web01-data-restored | cut -c1-16)
+printf 'second night: exported %s  volume %s  %s\n' "$a" "$b" "$([ "$a" = "$b" ] && echo OK || echo MISMATCH)"
+[ "$a" = "$b" ]
+
 step "vmsnap clone: web02 from the live web01 template (new LVs, name, UUID, MACs)"
 cd "$out"
-run vmsnap clone web01 web02 --no-define
+run vmsnap clone web01 web02 --no-define --xml "$out/web02.xml"
 run lvs -o lv_name,lv_size,origin demovg
 
 step "vmsnap checkpoint: keep web01's snapshots across an upgrade, then roll it back"
