@@ -6,8 +6,9 @@ libraries ``ldd`` names, and the virtio, virtio_blk, virtio_console and ext4
 modules with what ``modules.dep`` says they need.  Its init mounts the ext4
 data disk (vda) on /mnt/data and runs qemu-ga with a fsfreeze hook that logs
 every call to /run/hook.log and, when /run/hang exists, sleeps that many
-seconds before a freeze (a hung agent); /run/hang-thaw does the same after a
-thaw (the filesystems are thawed, but the agent answers late).  Nothing here is committed: the
+seconds before a freeze (a hung agent); /run/hang-thaw does the same after the
+next thaw, once (the filesystems are thawed, but the agent answers late; qemu-ga
+runs the hook at every thaw, a retried one included).  Nothing here is committed: the
 image goes to build/agent/, keyed on its inputs, so a second run reuses it.
 """
 
@@ -61,7 +62,8 @@ if [ "$1" = freeze ] && [ -f /run/hang ]; then
   sleep "$(cat /run/hang)"
 fi
 if [ "$1" = thaw ] && [ -f /run/hang-thaw ]; then
-  sleep "$(cat /run/hang-thaw)"
+  late=$(cat /run/hang-thaw); rm -f /run/hang-thaw   # once: qemu-ga runs this at every thaw
+  sleep "$late"
 fi
 exit 0
 """
