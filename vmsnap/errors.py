@@ -30,6 +30,7 @@ class ExitCode(enum.IntEnum):
     EXISTS = 14  # a new guest, LV or file to create already exists
     NOT_A_REPOSITORY = 15  # --dest names a folder that is not a chunk repository
     REPOSITORY_VERSION = 16  # a repository of a newer (or unknown) format version
+    MISSING_DATA = 17  # a chunk a backup needs is not in the repository
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 and SIGHUP 129 (128 + signal)
 
@@ -52,6 +53,7 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.EXISTS: "a guest, LV or file to create already exists",
     ExitCode.NOT_A_REPOSITORY: "not a repository (no config: run vmsnap init --dest)",
     ExitCode.REPOSITORY_VERSION: "a repository of a newer format version",
+    ExitCode.MISSING_DATA: "a chunk a backup needs is missing from the repository",
     ExitCode.INTERNAL: "internal error (a bug: please report it, with --debug output)",
     ExitCode.INTERRUPTED: "interrupted by SIGHUP/SIGINT/SIGTERM",
 }
@@ -133,6 +135,8 @@ class IntegrityError(VmsnapError):
 
 class MissingChunkError(IntegrityError):
     """A backup names a chunk that its repository does not hold."""
+
+    exit_code = ExitCode.MISSING_DATA
 
 
 class TruncatedError(IntegrityError):

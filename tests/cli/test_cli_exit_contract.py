@@ -55,6 +55,7 @@ REACHED_BY: dict[ExitCode, list[str]] = {
         "cli/test_cli_repo.py::test_a_folder_that_is_not_a_repository_exits_15"
     ],
     ExitCode.REPOSITORY_VERSION: ["cli/test_cli_repo.py::test_a_newer_repository_version_exits_16"],
+    ExitCode.MISSING_DATA: ["cli/test_cli_repo.py::test_a_missing_chunk_is_one_line_and_exit_17"],
     ExitCode.INTERNAL: ["cli/test_cli_exit_contract.py::test_an_unexpected_exception_exits_70"],
     ExitCode.INTERRUPTED: [  # 130, and 143 and 129 in the same test
         "cli/test_cli_image.py::test_signal_mid_stream_exits_128_plus_signal_and_leaves_nothing"

@@ -260,14 +260,14 @@ def test_a_flipped_byte_in_a_chunk_is_found_on_export(
     assert not out.exists()
 
 
-def test_a_missing_chunk_is_one_line_and_exit_10(main: Main, repo: Path, tmp_path: Path) -> None:
+def test_a_missing_chunk_is_one_line_and_exit_17(main: Main, repo: Path, tmp_path: Path) -> None:
     src = tmp_path / "vol.raw"
     write_volume(src, [chunk_data(i) for i in range(2)])
     store(main, repo, src, "vol")
     gone = chunk_files(repo)[0]
     gone.unlink()
     code, err = export(main, repo, "vol", tmp_path / "vol.img")
-    assert code == ExitCode.INTEGRITY == 10
+    assert code == ExitCode.MISSING_DATA == 17
     line = one_line_error(err)
     assert gone.name.removesuffix(".zst") in line
     assert "missing" in line

@@ -4,13 +4,22 @@ images from ``image.compress`` and a sealed manifest with the fields of
 
 from __future__ import annotations
 
+import calendar
+import dataclasses
 import hashlib
+import io
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vmsnap import image, manifest, store
+from vmsnap.repo import jobs, layout, refs
+from vmsnap.repo import manifest as rmanifest
+from vmsnap.repo.index import ChunkIndex, open_index
+from vmsnap.repo.repository import Repository, init_local, open_local
+from vmsnap.repo.writer import store_volume
 
 STAMP = "20261127T042319Z"
 MiB = 1 << 20
@@ -93,20 +102,52 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return doc
 
 
+def repository(root: Path) -> Repository:
+    """The repository at ``root``, made by vmsnap init when there is none."""
+    if (root / layout.CONFIG).exists():
+        return open_local(root)
+    return init_local(root)
+
+
 def make_backup(
     dest: Path,
     guest: str = "web01",
     stamp: str = STAMP,
     disks: dict[str, bytes] | None = None,
 ) -> Path:
-    """A published backup folder ``dest/<guest>/<stamp>`` with a sealed manifest."""
-    folder = dest / store.safe_component(guest) / stamp
-    folder.mkdir(parents=True)
+    """A published guest backup ``dest/backups/<guest>/<stamp>`` in the
+    repository ``dest`` (made if need be), as vmsnap backup writes it: chunks
+    by the writer, domain.xml, then the sealed manifest."""
+    repo = repository(dest)
     disks = disks if disks is not None else {"vda": disk_data(0), "vdb": disk_data(7)}
-    entries = [write_image(folder, target, data) for target, data in disks.items()]
-    (folder / store.DOMAIN_XML).write_text(f"<domain type='kvm'><name>{guest}</name></domain>")
-    write_manifest(folder, manifest.seal(manifest_doc(guest, entries)))
-    return folder
+    with open_index(repo) as index:
+        stored = tuple(_store(repo, index, t, data) for t, data in disks.items())
+    xml = f"<domain type='kvm'><name>{guest}</name></domain>".encode()
+    part = rmanifest.GuestPart(
+        rmanifest.Domain(guest, GUEST_UUID, "kvm", hashlib.sha256(xml).hexdigest()),
+        manifest_doc(guest, [])["quiesce"],
+        (("sda", "cdrom"),),
+    )
+    when = calendar.timegm(time.strptime(stamp[:16], "%Y%m%dT%H%M%SZ"))
+    m = rmanifest.new(guest, "guest", stored, when, guest=part, host="kvm1.example.org")
+    name = jobs.publish(repo, m, {refs.DOMAIN_XML: xml})
+    return dest / name.rsplit("/", 1)[0]
+
+
+GUEST_UUID = "6c1b7f3e-2d4a-4f0e-9b8a-3e5d1c2f4a7b"
+
+
+def _store(repo: Repository, index: ChunkIndex, target: str, data: bytes) -> rmanifest.RepoDisk:
+    disk, _counts = store_volume(repo, index, io.BytesIO(data), target=target, size=len(data))
+    snapshot = {"kind": "thick", "size": 4 * MiB, "peak_fill_percent": 1.5, "extended": 0}
+    return dataclasses.replace(disk, volume=f"vg0/{target}", snapshot=snapshot)
+
+
+def chunk_path(dest: Path, backup: Path, target: str = "vda", n: int = 0) -> Path:
+    """The file of chunk ``n`` of disk ``target`` of ``backup``."""
+    doc = read_manifest(backup)
+    disk = next(d for d in doc["disks"] if d["target"] == target)
+    return dest / layout.chunk_name(disk["chunks"][n])
 
 
 def edit_manifest(

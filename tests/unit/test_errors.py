@@ -63,6 +63,7 @@ def test_exit_codes_are_distinct_and_fixed() -> None:
         "EXISTS": 14,
         "NOT_A_REPOSITORY": 15,
         "REPOSITORY_VERSION": 16,
+        "MISSING_DATA": 17,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }

@@ -103,7 +103,7 @@ def test_open_refuses_what_is_not_a_repository(tmp_path: Path) -> None:
 def manifest_bytes(**disk: object) -> bytes:
     chunks = (ID, "cd" + "1" * 62)
     base = rmanifest.RepoDisk("vda", CHUNK + 5, rmanifest.volume_digest(chunks), chunks)
-    m = rmanifest.new("web01", "guest", (base,))
+    m = rmanifest.new("web01", "image", (base,))
     doc = json.loads(rmanifest.to_bytes(m))
     doc["disks"][0].update(disk)
     return json.dumps(sealed.seal(doc)).encode()
@@ -113,7 +113,7 @@ def test_manifest_round_trip() -> None:
     m = rmanifest.parse(manifest_bytes(), "m")
     assert (m.name, m.kind, m.disk(None).target, m.disk("vda").size) == (
         "web01",
-        "guest",
+        "image",
         "vda",
         CHUNK + 5,
     )
@@ -193,7 +193,7 @@ def stored_backups(repo: Repository) -> tuple[list[str], list[str]]:
         with open_index(repo) as index:
             src = io.BytesIO(shared + random_bytes(CHUNK, n))
             disk, _counts = store_volume(repo, index, src, target="vda")
-        names.append(publish(repo, rmanifest.new(f"guest{n}", "guest", (disk,))))
+        names.append(publish(repo, rmanifest.new(f"guest{n}", "image", (disk,))))
         ids += [c for c in disk.chunks if c not in ids]
     return names, ids
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from vmsnap.errors import IntegrityError, NotFoundError
 from vmsnap.image import InOrder
 from vmsnap.repo import layout, reader
-from vmsnap.repo.jobs import load
+from vmsnap.repo.refs import load
 from vmsnap.repo.repository import Repository
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from vmsnap import faults
 from vmsnap.errors import IntegrityError
 from vmsnap.repo import layout
-from vmsnap.repo.jobs import load
+from vmsnap.repo.refs import load
 from vmsnap.repo.repository import Repository
 
 TEMP_AGE = 86400  # seconds

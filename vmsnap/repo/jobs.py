@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +19,8 @@ from typing import BinaryIO
 from vmsnap import faults, imagecmd, store
 from vmsnap.errors import NotFoundError, UsageError
 from vmsnap.progress import Progress
-from vmsnap.repo import layout, reader
 from vmsnap.repo import manifest as rmanifest
-from vmsnap.repo.backend import ObjectMissing
+from vmsnap.repo import reader, refs
 from vmsnap.repo.index import open_index
 from vmsnap.repo.manifest import RepoDisk, RepoManifest
 from vmsnap.repo.repository import Repository, init_local, open_local
@@ -68,61 +67,27 @@ def store_image(
                 progress=progress.advance,
             )
             progress.item_done()
-    faults.point("publishing")
     published = publish(repo, rmanifest.new(name, "image", (disk,)))
     return StoreResult(repo.location, name, published, disk, counts)
 
 
-def publish(repo: Repository, m: RepoManifest) -> str:
-    """Write the manifest, the last object of a backup; a new time name if taken."""
+def publish(repo: Repository, m: RepoManifest, beside: Mapping[str, bytes] | None = None) -> str:
+    """Write the backup's other objects (``beside``: file name -> bytes, such as
+    domain.xml), then its manifest, last; a new time name if the time is taken."""
     base = store.timestamp(_created_seconds(m))
-    stamp, n = base, 1
-    while repo.backend.exists(layout.manifest_name(m.name, stamp)):
+    ref, n = refs.BackupRef(repo, m.name, base), 1
+    while repo.backend.exists(ref.manifest_name):
         n += 1
-        stamp = f"{base}-{n}"
-    name = layout.manifest_name(m.name, stamp)
-    repo.backend.put(name, rmanifest.to_bytes(m))
-    return name
+        ref = refs.BackupRef(repo, m.name, f"{base}-{n}")
+    for file, data in (beside or {}).items():
+        repo.backend.put(ref.prefix + file, data)
+    faults.point("publishing")
+    repo.backend.put(ref.manifest_name, rmanifest.to_bytes(m))
+    return ref.manifest_name
 
 
 def _created_seconds(m: RepoManifest) -> float:
     return calendar.timegm(time.strptime(m.created, "%Y-%m-%dT%H:%M:%SZ"))
-
-
-# ---------------------------------------------------------------- finding backups
-
-
-def backups(repo: Repository, guest: str) -> list[str]:
-    """The guest's backups (their times), oldest first."""
-    prefix = layout.guest_prefix(guest)
-    found = []
-    for listed in repo.backend.list(prefix):
-        stamp, _sep, file = listed.name[len(prefix) :].partition("/")
-        if file == layout.MANIFEST:
-            found.append(stamp)
-    return sorted(found)
-
-
-def find(repo: Repository, guest: str, at: str | None) -> tuple[str, RepoManifest]:
-    """The newest backup of ``guest``; with ``at``, the one whose time is ``at``,
-    else the newest whose time starts with it."""
-    stamps = [s for s in backups(repo, guest) if at is None or s.startswith(at)]
-    if at in stamps:
-        stamps = [at]
-    if not stamps:
-        when = f" at {at}" if at else ""
-        raise NotFoundError(f"{repo.location}: no backup of {guest}{when}")
-    name = layout.manifest_name(guest, stamps[-1])
-    return name, load(repo, name)
-
-
-def load(repo: Repository, name: str) -> RepoManifest:
-    where = f"{repo.location}/{name}"
-    try:
-        data = repo.backend.get(name)
-    except ObjectMissing:
-        raise NotFoundError(f"{where} is missing") from None
-    return rmanifest.parse(data, where)
 
 
 # ---------------------------------------------------------------- export
@@ -149,7 +114,8 @@ def export(
 ) -> ExportResult:
     """The disk of a backup as one image file, its frames copied, each checked."""
     repo = open_local(dest)
-    name, m = find(repo, guest, at)
+    ref = refs.find(repo, guest, at)
+    name, m = ref.manifest_name, ref.load()
     try:
         chosen = m.disk(disk)
     except LookupError as exc:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,27 @@ class RepoDisk:
     chunks: tuple[str, ...]  # chunk ids, in order
     new_bytes: int = 0  # raw bytes of the chunks this backup stored first
     stored_bytes: int = 0  # their compressed bytes
+    volume: str = ""  # a guest's disk: the LV it was read from, vg/lv
+    snapshot: Mapping[str, Any] | None = None  # a guest's disk: kind, size, peak fill, extended
+
+
+@dataclass(frozen=True)
+class Domain:
+    """What a guest backup records of the guest; its definition is domain.xml."""
+
+    name: str
+    uuid: str
+    hypervisor: str
+    xml_sha256: str  # of the domain.xml object
+
+
+@dataclass(frozen=True)
+class GuestPart:
+    """The members only a guest's backup has (kind ``guest``)."""
+
+    domain: Domain
+    quiesce: Mapping[str, Any]  # requested, mode, state_before, window_seconds, ...
+    skipped: tuple[tuple[str, str], ...] = ()  # (target, reason)
 
 
 @dataclass(frozen=True)
@@ -46,6 +68,19 @@ class RepoManifest:
     host: str
     vmsnap_version: str
     disks: tuple[RepoDisk, ...]
+    guest: GuestPart | None = None  # None for an image store
+
+    @property
+    def total_size(self) -> int:
+        return sum(d.size for d in self.disks)
+
+    @property
+    def new_bytes(self) -> int:
+        return sum(d.new_bytes for d in self.disks)
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(d.stored_bytes for d in self.disks)
 
     def disk(self, target: str | None) -> RepoDisk:
         """The disk called ``target``; without one, the only disk."""
@@ -61,15 +96,24 @@ class RepoManifest:
 
 
 def new(
-    name: str, kind: str, disks: tuple[RepoDisk, ...], now: float | None = None
+    name: str,
+    kind: str,
+    disks: tuple[RepoDisk, ...],
+    now: float | None = None,
+    *,
+    guest: GuestPart | None = None,
+    host: str | None = None,
 ) -> RepoManifest:
+    if (kind == "guest") != (guest is not None):
+        raise ValueError("a guest backup, and only one, has the guest members")
     return RepoManifest(
         name=name,
         kind=kind,
         created=sealed.created_text(time.time() if now is None else now),
-        host=socket.gethostname(),
+        host=host or socket.gethostname(),
         vmsnap_version=__version__,
         disks=disks,
+        guest=guest,
     )
 
 
@@ -82,14 +126,31 @@ def to_bytes(m: RepoManifest) -> bytes:
         "name": m.name,
         "kind": m.kind,
         "created": m.created,
+        **_guest_doc(m.guest),
         "disks": [_disk_doc(d) for d in m.disks],
     }
+    if m.guest is not None:
+        doc["skipped"] = [{"target": t, "reason": r} for t, r in m.guest.skipped]
     return (json.dumps(sealed.seal(doc), indent=2) + "\n").encode()
 
 
+def _guest_doc(g: GuestPart | None) -> dict[str, Any]:
+    if g is None:
+        return {}
+    domain = {
+        "name": g.domain.name,
+        "uuid": g.domain.uuid,
+        "hypervisor": g.domain.hypervisor,
+        "xml_sha256": g.domain.xml_sha256,
+    }
+    return {"domain": domain, "quiesce": dict(g.quiesce)}
+
+
 def _disk_doc(d: RepoDisk) -> dict[str, Any]:
+    guest = {} if d.snapshot is None else {"volume": d.volume, "snapshot": dict(d.snapshot)}
     return {
         "target": d.target,
+        **guest,
         "size": d.size,
         "chunk_sha256": d.chunk_sha256,
         "new_bytes": d.new_bytes,
@@ -127,7 +188,7 @@ def _parse(top: Any) -> RepoManifest:
     kind = top.text("kind")
     if kind not in KINDS:
         raise IntegrityError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
-    disks = tuple(_disk(d) for d in top.objects("disks"))
+    disks = tuple(_disk(d, guest=kind == "guest") for d in top.objects("disks"))
     targets = [d.target for d in disks]
     if not disks or len(set(targets)) != len(targets):
         raise IntegrityError("disks must be a non-empty list of distinct targets")
@@ -138,10 +199,31 @@ def _parse(top: Any) -> RepoManifest:
         host=top.text("host"),
         vmsnap_version=top.text("vmsnap_version"),
         disks=disks,
+        guest=_guest(top) if kind == "guest" else None,
     )
 
 
-def _disk(d: Any) -> RepoDisk:
+def _guest(top: Any) -> GuestPart:
+    d, q = top.obj("domain"), top.obj("quiesce")
+    for key in ("requested", "mode", "state_before", "note"):
+        q.text(key)
+    q.number("window_seconds")
+    q.count_or_null("frozen_filesystems")
+    domain = Domain(d.text("name"), d.text("uuid"), d.text("hypervisor"), d.text("xml_sha256"))
+    skipped = tuple((s.text("target"), s.text("reason")) for s in top.objects("skipped"))
+    return GuestPart(domain, q.raw, skipped)
+
+
+def _snapshot(d: Any) -> Mapping[str, Any]:
+    s = d.obj("snapshot")
+    if s.text("kind") not in sealed.SNAPSHOT_KINDS:
+        raise IntegrityError(f"{s.name('kind')} {s.raw['kind']!r} is not thick or thin")
+    s.count_or_null("size")
+    raw: Mapping[str, Any] = s.raw
+    return raw
+
+
+def _disk(d: Any, *, guest: bool) -> RepoDisk:
     chunks = d.raw.get("chunks")
     if not isinstance(chunks, list) or not all(is_chunk_id(c) for c in chunks):
         raise IntegrityError(f"{d.name('chunks')} must be a list of chunk ids (64 hex digits)")
@@ -152,6 +234,8 @@ def _disk(d: Any) -> RepoDisk:
         chunks=tuple(chunks),
         new_bytes=d.count("new_bytes"),
         stored_bytes=d.count("stored_bytes"),
+        volume=d.text("volume") if guest else "",
+        snapshot=_snapshot(d) if guest else None,
     )
     if not disk.target:
         raise IntegrityError(f"{d.name('target')} is empty")
