@@ -16,13 +16,16 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmsnap import __version__
 from vmsnap import manifest as sealed
 from vmsnap.digest import CHUNK
 from vmsnap.errors import IntegrityError
 from vmsnap.repo.layout import is_chunk_id
+
+if TYPE_CHECKING:  # the writer's input; reading does not need it
+    from vmsnap.quiesce import Window
 
 FORMAT = sealed.FORMAT
 VERSION = 3
@@ -115,6 +118,18 @@ def new(
         disks=disks,
         guest=guest,
     )
+
+
+def quiesce_doc(window: Window) -> dict[str, Any]:
+    """The ``quiesce`` member of a guest backup: how the guest was held still."""
+    return {
+        "requested": str(window.requested),
+        "mode": window.used,
+        "state_before": window.state_before,
+        "window_seconds": round(window.seconds, 3),
+        "frozen_filesystems": window.frozen_filesystems,
+        "note": window.note,
+    }
 
 
 def to_bytes(m: RepoManifest) -> bytes:
