@@ -162,16 +162,19 @@ def _guest_doc(g: GuestPart | None) -> dict[str, Any]:
 
 
 def _disk_doc(d: RepoDisk) -> dict[str, Any]:
-    guest = {} if d.snapshot is None else {"volume": d.volume, "snapshot": dict(d.snapshot)}
-    return {
-        "target": d.target,
-        **guest,
-        "size": d.size,
-        "chunk_sha256": d.chunk_sha256,
-        "new_bytes": d.new_bytes,
-        "stored_bytes": d.stored_bytes,
-        "chunks": list(d.chunks),
-    }
+    doc: dict[str, Any] = {"target": d.target}
+    if d.snapshot is not None:  # a guest's disk
+        doc["volume"] = d.volume
+    doc.update(
+        size=d.size,
+        chunk_sha256=d.chunk_sha256,
+        new_bytes=d.new_bytes,
+        stored_bytes=d.stored_bytes,
+    )
+    if d.snapshot is not None:
+        doc["snapshot"] = dict(d.snapshot)
+    doc["chunks"] = list(d.chunks)
+    return doc
 
 
 def parse(data: bytes, where: str) -> RepoManifest:
