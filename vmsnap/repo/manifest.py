@@ -195,11 +195,16 @@ def _check_size(data: bytes) -> None:
 
 
 def _check_format(doc: dict[str, Any]) -> None:
+    """Reject what this reader does not understand, before trusting anything else."""
+    if doc.get("format") != FORMAT:
+        raise IntegrityError(f"format is {doc.get('format')!r}, not {FORMAT!r}")
     version = doc.get("format_version")
-    if doc.get("format") != FORMAT or type(version) is not int:
-        raise IntegrityError("not a vmsnap manifest")
-    if version != VERSION:
-        raise IntegrityError(f"format_version {version} is not {VERSION}: not a repository backup")
+    if type(version) is not int or version != VERSION:
+        newer = type(version) is int and version > VERSION
+        raise IntegrityError(
+            f"format_version {version!r} is not {VERSION}, the one this vmsnap reads",
+            hint="written by a newer vmsnap?" if newer else None,
+        )
 
 
 def _parse(top: Any) -> RepoManifest:
