@@ -297,14 +297,18 @@ def chunk_files(dest: Path, folder: Path, target: str) -> list[Path]:
     return [dest / layout.chunk_name(c) for c in disk["chunks"]]
 
 
-def stock_sha(dest: Path, folder: Path, target: str) -> str:
-    """sha256 of a backed-up disk as stock tools give it back: its chunk
-    files, concatenated in order, through ``zstd -dc``."""
+def stock_bytes(dest: Path, folder: Path, target: str) -> bytes:
+    """A backed-up disk as stock tools give it back: its chunk files,
+    concatenated in order, through ``zstd -dc``."""
     files = chunk_files(dest, folder, target)
-    cat = subprocess.Popen(["cat", *map(str, files)], stdout=subprocess.PIPE)
-    out = subprocess.run(["zstd", "-dc"], stdin=cat.stdout, capture_output=True, check=True)
-    assert cat.wait() == 0
-    return hashlib.sha256(out.stdout).hexdigest()
+    with subprocess.Popen(["cat", *map(str, files)], stdout=subprocess.PIPE) as cat:
+        out = subprocess.run(["zstd", "-dc"], stdin=cat.stdout, capture_output=True, check=True)
+    assert cat.returncode == 0
+    return out.stdout
+
+
+def stock_sha(dest: Path, folder: Path, target: str) -> str:
+    return hashlib.sha256(stock_bytes(dest, folder, target)).hexdigest()
 
 
 def stored_objects(dest: Path) -> list[str]:

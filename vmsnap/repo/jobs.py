@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from vmsnap import faults, imagecmd, store
 from vmsnap.errors import NotFoundError, UsageError
+from vmsnap.lock import run_lock
 from vmsnap.progress import Progress
 from vmsnap.repo import manifest as rmanifest
 from vmsnap.repo import reader, refs
@@ -52,22 +53,21 @@ def init(dest: Path) -> Repository:
 def store_image(
     dest: Path, source: str, *, name: str, level: int, progress: Progress
 ) -> StoreResult:
-    """Store a file or block device (or stdin) as a backup of its own, one disk called NAME."""
+    """Store a file or block device (or stdin) as a backup of its own, one disk
+    called NAME; under the run lock, so that no garbage collection on this host
+    deletes a chunk it counts on."""
     repo = open_local(dest)
-    with imagecmd.open_input(source) as (src, size):  # the same opening as image dump
-        with open_index(repo) as index:
-            progress.item(f"{source} -> {name}", size)
-            disk, counts = store_volume(
-                repo,
-                index,
-                src,
-                target=name,
-                size=size,
-                level=level,
-                progress=reporting(progress),
-            )
-            progress.item_done()
-    published = publish(repo, rmanifest.new(name, "image", (disk,)))
+    with (
+        imagecmd.open_input(source) as (src, size),  # the same opening as image dump
+        run_lock(),
+        open_index(repo) as index,
+    ):
+        progress.item(f"{source} -> {name}", size)
+        disk, counts = store_volume(
+            repo, index, src, target=name, size=size, level=level, progress=reporting(progress)
+        )
+        progress.item_done()
+        published = publish(repo, rmanifest.new(name, "image", (disk,)))
     return StoreResult(repo.location, name, published, disk, counts)
 
 
