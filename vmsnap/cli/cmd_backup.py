@@ -9,7 +9,16 @@ import typer
 
 from vmsnap.cli import jsondoc
 from vmsnap.cli.cmd_dest import prune_errors
-from vmsnap.cli.core import backup, cleanup, guard, retention, snapshots, store, virt
+from vmsnap.cli.core import (
+    backup,
+    catalog,
+    cleanup,
+    guard,
+    retention,
+    snapshots,
+    store,
+    virt,
+)
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
 from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import print_prune
@@ -193,8 +202,9 @@ def _prune_after(
     ]
     if not names:
         return {}
-    plans = retention.prune(settings.dest, names, policy, dry_run=settings.dry_run)
-    return dict(zip(names, plans, strict=True))
+    repo = catalog.open_repository(settings.dest)
+    run = retention.prune(repo, names, policy, dry_run=settings.dry_run)
+    return dict(zip(names, run.plans, strict=True))
 
 
 def cleanup_cmd(
