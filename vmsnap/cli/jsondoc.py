@@ -202,15 +202,8 @@ def guest_prune(p: GuestPrune, now: float) -> Doc:
 
 
 def gc_report(r: GcReport) -> Doc:
-    return {
-        "dry_run": r.dry_run,
-        "manifests": r.manifests,
-        "chunks": r.chunks,
-        "garbage_chunks": r.garbage,
-        "garbage_bytes": r.garbage_bytes,
-        "temporaries": r.temporaries,
-        "orphans": list(r.orphans),
-    }
+    """Every field: the whole dataclass is the document (plain values only)."""
+    return {**dataclasses.asdict(r), "orphans": list(r.orphans)}
 
 
 def prune_run(dry_run: bool, policy: Policy, run: PruneRun, now: float) -> Doc:
