@@ -29,8 +29,6 @@ from vmsnap.repo.manifest import RepoManifest
 from vmsnap.repo.refs import BackupRef
 from vmsnap.repo.repository import Repository
 
-DEFAULT_SAMPLE = 32  # chunks decoded without --read-data
-
 
 class Status(enum.StrEnum):
     OK = "OK"
@@ -84,8 +82,8 @@ def worst(statuses: Iterable[Status]) -> Status:
 
 def chunk_problem(repo: Repository, bad: BadChunk, *, users: bool = True) -> str:
     """One line for a bad chunk; with ``users``, naming every backup that uses it."""
-    what = "is missing" if bad.missing else f"is corrupt: {bad.problem}"
-    line = f"{repo.location}: chunk {bad.chunk_id} {what}"
+    what = f"chunk {bad.chunk_id} is missing" if bad.missing else bad.problem
+    line = f"{repo.location}: {what}"
     if not users:
         return line
     return line + "; used by " + ", ".join(f"{repo.location}/{n}" for n in _folders(bad))

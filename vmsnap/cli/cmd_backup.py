@@ -16,7 +16,6 @@ from vmsnap.cli.core import (
     guard,
     retention,
     snapshots,
-    store,
     virt,
 )
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
@@ -195,14 +194,11 @@ def _prune_after(
     has backups), pruned by the configured policy."""
     if policy is None:
         return {}
-    names = [
-        r.name
-        for r in results
-        if r.ok and r.skipped is None and store.guest_dir(settings.dest, r.name).is_dir()
-    ]
+    repo = catalog.open_repository(settings.dest)
+    held = catalog.guest_refs(repo, None)
+    names = [r.name for r in results if r.ok and r.skipped is None and r.name in held]
     if not names:
         return {}
-    repo = catalog.open_repository(settings.dest)
     run = retention.prune(repo, names, policy, dry_run=settings.dry_run)
     return dict(zip(names, run.plans, strict=True))
 

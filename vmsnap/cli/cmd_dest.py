@@ -20,6 +20,7 @@ from vmsnap.models import human_size
 if TYPE_CHECKING:
     from vmsnap.repo.refs import BackupRef
 
+DEFAULT_SAMPLE = 32  # chunks verify decodes without --read-data (a constant here: no import)
 GuestsArg = Annotated[list[str] | None, typer.Argument(metavar="[GUEST]...")]
 
 # ---------------------------------------------------------------- verify
@@ -72,7 +73,7 @@ def verify_cmd(
     targets: TargetsArg = None,
     dest: RepoOpt = None,
     read_data: ReadDataOpt = False,
-    sample: SampleOpt = verify.DEFAULT_SAMPLE,
+    sample: SampleOpt = DEFAULT_SAMPLE,
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -157,7 +157,7 @@ def verify_report(report: BackupReport) -> Doc:
         "status": str(report.status),
         "ok": report.ok,
         "disks": list(report.disks),
-        "problems": list(report.problems),
+        "problems": report.lines(),
     }
 
 

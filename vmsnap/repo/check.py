@@ -24,7 +24,7 @@ MISSING = "missing"
 @dataclass(frozen=True)
 class BadChunk:
     chunk_id: str
-    problem: str  # MISSING, or what is wrong with its bytes
+    problem: str  # MISSING, or "chunk <id> is corrupt: <what is wrong with its bytes>"
     backups: tuple[str, ...]  # manifest names
 
     @property
