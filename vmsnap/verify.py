@@ -7,12 +7,13 @@ must pass its seal and format checks (a chunk named by a path, ``../x``, is
 refused there), and ``domain.xml`` must match the manifest's sha256.
 Each backup is OK, CORRUPT (bytes are wrong: a chunk, the manifest,
 domain.xml) or MISSING (a chunk it needs is gone); a bad chunk is reported
-once, naming every checked backup that uses it.  Needs neither libvirt nor
+once, naming every backup of the repository that uses it.  Needs neither libvirt nor
 LVM.  Each result is recorded in the backup's ``verified.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import time
@@ -149,11 +150,27 @@ def verify(
         finally:
             progress.item_done()
         chunks, decoded = chunks + result.chunks, decoded + result.decoded
-        bad += [(repo, b) for b in result.bad]
+        bad += [(repo, b) for b in _every_user(repo, result.bad)]
         for ref in group:
             reports.append(_report(ref, result))
             catalog.record_verified(ref, str(reports[-1].status), time.time())
     return VerifyRun(tuple(reports), chunks, decoded, read_data, tuple(bad))
+
+
+def _every_user(repo: Repository, bad: tuple[BadChunk, ...]) -> list[BadChunk]:
+    """The bad chunks, each naming every backup in the repository that uses
+    it (not only the ones checked): what else a restore would refuse."""
+    if not bad:
+        return []
+    users: dict[str, list[str]] = {b.chunk_id: [] for b in bad}
+    for ref in refs.backups(repo):
+        try:
+            m = ref.load()
+        except (IntegrityError, NotFoundError):
+            continue  # its own problem, if it was checked
+        for chunk_id in {c for d in m.disks for c in d.chunks} & users.keys():
+            users[chunk_id].append(ref.manifest_name)
+    return [dataclasses.replace(b, backups=tuple(users[b.chunk_id]) or b.backups) for b in bad]
 
 
 def exit_code(run: VerifyRun) -> ExitCode:

@@ -147,3 +147,18 @@ def test_the_sample_is_random_but_bounded(dest: Path) -> None:
     names = [r.manifest_name for r in refs.backups(repo)]
     report = check.check(repo, names, read_data=False, sample=99, rng=random.Random(1))
     assert (report.chunks, report.decoded) == (3, 3)
+
+
+def test_a_bad_chunk_names_the_backups_that_were_not_checked_too(dest: Path) -> None:
+    data = {"vda": random_bytes(6000, 1)}
+    first = make_backup(dest, disks=data)
+    make_backup(dest, "db01", LATER, disks=data)  # the same chunk, another guest
+    flip_bit(chunk_path(dest, first), 20)
+    found = verify.backups_at([first])
+    result = verify.verify(found, read_data=True, sample=0, progress=NoProgress())
+    assert statuses(result) == ["CORRUPT"]
+    [(_repo, bad)] = result.bad_chunks
+    assert bad.backups == (
+        f"backups/db01/{LATER}/manifest.json",
+        f"backups/web01/{STAMP}/manifest.json",
+    )
