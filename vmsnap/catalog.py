@@ -1,40 +1,41 @@
-"""What a destination holds: each guest's backups, their manifests, sizes and
-the result of their last ``vmsnap verify`` (``verified.json``); and where
-``verify`` finds backups under a path.  The read side of the layout that
-``store`` writes.
+"""What a repository holds: each guest's backups, their manifests, sizes and
+the result of their last ``vmsnap verify`` (``verified.json``).
 
-One policy for symbolic links, for every command that reads a destination: a
-path the user names is taken as given, but a link found inside it (a guest's
-folder, a backup folder) is never followed, and a warning names it; so nothing
-outside is ever listed, verified, recorded or pruned.
+Sizes per backup: its logical size (the volumes'), what it stored new (the
+manifest's ``new_bytes``/``stored_bytes``) and what is unique to it: the
+stored bytes of the chunks that no other backup uses, which a prune of it
+alone would free.  The stored size of each chunk comes from one listing of
+``chunks/`` (object stores list sizes too), never a request per chunk.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
+from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Literal
-from urllib.parse import unquote
+from typing import Any
 
-from vmsnap import manifest, store
+from vmsnap import manifest as sealed
 from vmsnap.errors import DestinationError, IntegrityError, NotFoundError
-from vmsnap.manifest import Manifest
+from vmsnap.repo import layout, refs
+from vmsnap.repo.backend import ObjectMissing
+from vmsnap.repo.manifest import RepoManifest
+from vmsnap.repo.refs import BackupRef
+from vmsnap.repo.repository import Repository, open_local
 
 log = logging.getLogger(__name__)
 
-VERIFIED = "verified.json"
 VERIFIED_OK = "OK"
-LINK_POLICY = "vmsnap never follows links inside a destination"
+MAX_VERIFIED = 4096  # bytes: verified.json is a small object
 
 
 @dataclass(frozen=True)
 class Verified:
-    """The last ``vmsnap verify`` of a backup: when, and its status (OK, CORRUPT,
-    MISSING or INCOMPLETE)."""
+    """The last ``vmsnap verify`` of a backup: when, and its status (OK,
+    CORRUPT or MISSING)."""
 
     at: str
     status: str
@@ -46,14 +47,23 @@ class Verified:
 
 @dataclass(frozen=True)
 class Stored:
-    """One published backup folder.  ``manifest`` is None when it could not be
-    trusted; ``problem`` says why."""
+    """One published backup.  ``manifest`` is None when it could not be
+    trusted; ``problem`` says why.  ``unique_bytes``: stored bytes of the
+    chunks only this backup uses."""
 
-    directory: Path
-    guest: str
-    manifest: Manifest | None
+    ref: BackupRef
+    manifest: RepoManifest | None
     problem: str | None
     verified: Verified | None
+    unique_bytes: int = 0
+
+    @property
+    def guest(self) -> str:
+        return self.ref.guest
+
+    @property
+    def stamp(self) -> str:
+        return self.ref.stamp
 
     @property
     def good(self) -> bool:
@@ -62,133 +72,102 @@ class Stored:
 
     @property
     def created(self) -> datetime | None:
-        return manifest.created_time(self.manifest.created) if self.manifest else None
+        return sealed.created_time(self.manifest.created) if self.manifest else None
 
 
 @dataclass(frozen=True)
-class GuestFolder:
-    """``DEST/<guest>/``: its backups (oldest first) and ``.partial`` folders."""
+class GuestBackups:
+    """One guest's published backups in a repository, oldest first."""
 
-    folder: Path
+    repo: Repository
     guest: str
     backups: tuple[Stored, ...]
-    partials: tuple[Path, ...]
+
+    @property
+    def label(self) -> str:
+        """``REPO/backups/<guest>``, for messages."""
+        return f"{self.repo.location}/{layout.guest_prefix(self.guest).rstrip('/')}"
 
 
-def _real_dirs(folder: Path) -> list[Path]:
-    """The folders in ``folder``; a link to one is left out, with a warning."""
+def open_repository(path: Path) -> Repository:
+    """The local repository at ``path``: not one is status 15, a newer one 16."""
+    return open_local(path)
+
+
+def guest_refs(repo: Repository, guests: list[str] | None) -> dict[str, list[BackupRef]]:
+    """Every guest's backups, or the named guests' (each must have one)."""
+    every = refs.backups(repo)
+    by_guest: dict[str, list[BackupRef]] = {}
+    for ref in every:
+        by_guest.setdefault(ref.guest, []).append(ref)
+    if not guests:
+        return by_guest
+    for name in guests:
+        if name not in by_guest:
+            raise NotFoundError(
+                f"no backups of {name} in {repo.location}",
+                hint=f"vmsnap backups --dest {repo.location} lists them",
+            )
+    return {name: by_guest[name] for name in dict.fromkeys(guests)}
+
+
+def scan(repo: Repository, guests: list[str] | None = None) -> list[GuestBackups]:
+    """The backups of ``guests`` (all by default), with their unique sizes
+    counted against every backup of the repository."""
+    wanted = guest_refs(repo, guests)
+    every = [r for rs in guest_refs(repo, None).values() for r in rs]
+    loaded = {r.manifest_name: _load(r) for r in every}
+    users = Counter(c for m, _p in loaded.values() if m for c in _chunk_set(m))
+    sizes = chunk_sizes(repo)
+    found = []
+    for guest, guest_refs_ in wanted.items():
+        backups = tuple(_stored(r, loaded[r.manifest_name], users, sizes) for r in guest_refs_)
+        found.append(GuestBackups(repo, guest, backups))
+    return found
+
+
+def _load(ref: BackupRef) -> tuple[RepoManifest | None, str | None]:
     try:
-        children = sorted(folder.iterdir())
-    except OSError as exc:
-        raise NotFoundError(f"cannot list {folder}: {exc.strerror}") from exc
-    for link in (p for p in children if p.is_symlink() and p.is_dir()):
-        log.warning("%s: ignored, a symbolic link (%s)", link, LINK_POLICY)
-    return [p for p in children if p.is_dir() and not p.is_symlink()]
-
-
-def guest_folders(dest: Path, domains: list[str] | None = None) -> list[Path]:
-    """The guests' folders in ``dest``: all of them, or the named guests' (each must exist)."""
-    if not dest.is_dir():
-        raise NotFoundError(f"destination {dest} does not exist or is not a folder")
-    if not domains:
-        return _real_dirs(dest)
-    folders = []
-    for name in domains:
-        folder = store.guest_dir(dest, name)
-        if folder.is_symlink():
-            raise NotFoundError(f"{folder} is a symbolic link, not followed ({LINK_POLICY})")
-        if not folder.is_dir():
-            raise NotFoundError(f"no backups of {name} in {dest}")
-        folders.append(folder)
-    return folders
-
-
-def scan_guest(folder: Path) -> GuestFolder:
-    backups, partials = [], []
-    for child in _real_dirs(folder):
-        if child.name.endswith(store.PARTIAL_SUFFIX):
-            partials.append(child)
-        elif store.is_stamp(child.name):
-            backups.append(_stored(child))
-    backups.sort(key=lambda b: (b.created or datetime.min.replace(tzinfo=UTC), b.directory.name))
-    return GuestFolder(folder, unquote(folder.name), tuple(backups), tuple(partials))
-
-
-def scan(dest: Path, domains: list[str] | None = None) -> list[GuestFolder]:
-    return [scan_guest(f) for f in guest_folders(dest, domains)]
-
-
-def _stored(directory: Path) -> Stored:
-    guest = unquote(directory.parent.name)
-    try:
-        found = manifest.load(directory)
+        return ref.load(), None
     except (IntegrityError, NotFoundError) as exc:
-        return Stored(directory, guest, None, str(exc), read_verified(directory))
-    return Stored(directory, found.domain_name, found, None, read_verified(directory))
+        return None, str(exc)
 
 
-# ---------------------------------------------------------------- finding backups (verify)
-
-_Kind = Literal["backup", "partial"] | None
-
-
-def find_backups(path: Path) -> list[Path]:
-    """The published backup folders at ``path``: a backup folder, a guest's
-    folder, or a whole destination.  Sorted; never a ``.partial`` folder."""
-    return _scan(path)[0]
+def _chunk_set(m: RepoManifest) -> set[str]:
+    return {c for d in m.disks for c in d.chunks}
 
 
-def find_partials(path: Path) -> list[Path]:
-    """The unpublished ``.partial`` folders (interrupted runs) at ``path``."""
-    return _scan(path)[1]
+def chunk_sizes(repo: Repository) -> dict[str, int]:
+    """Chunk id -> stored (compressed) size, from one listing."""
+    sizes = {}
+    for listed in repo.backend.list(layout.CHUNKS):
+        if (chunk_id := layout.chunk_of(listed.name)) is not None:
+            sizes[chunk_id] = listed.size
+    return sizes
 
 
-def _scan(path: Path) -> tuple[list[Path], list[Path]]:
-    if not path.exists():
-        raise NotFoundError(f"{path}: no such file or folder")
-    if not path.is_dir():
-        raise NotFoundError(f"{path} is not a folder: give a backup, a guest's folder or a dest")
-    kind = _kind(path)
-    if kind is not None:
-        return ([path], []) if kind == "backup" else ([], [path])
-    found: dict[str, list[Path]] = {"backup": [], "partial": []}
-    for child in _real_dirs(path):
-        # a destination's children are guest folders: look one level further
-        for folder in [child] if _kind(child) else _real_dirs(child):
-            if kind := _kind(folder):
-                found[kind].append(folder)
-    return sorted(found["backup"]), sorted(found["partial"])
-
-
-def _kind(folder: Path) -> _Kind:
-    """A backup holds a manifest, or (if the manifest was lost) is named like one
-    and holds only files; a ``.partial`` folder is never a backup."""
-    if folder.name.endswith(store.PARTIAL_SUFFIX):
-        return "partial"
-    if (folder / store.MANIFEST).exists():
-        return "backup"
-    if store.is_stamp(folder.name) and not _has_subfolders(folder):
-        return "backup"
-    return None
-
-
-def _has_subfolders(folder: Path) -> bool:
-    try:
-        return any(p.is_dir() for p in folder.iterdir())
-    except OSError as exc:
-        raise NotFoundError(f"cannot list {folder}: {exc.strerror}") from exc
+def _stored(
+    ref: BackupRef,
+    loaded: tuple[RepoManifest | None, str | None],
+    users: Counter[str],
+    sizes: dict[str, int],
+) -> Stored:
+    m, problem = loaded
+    unique = sum(sizes.get(c, 0) for c in _chunk_set(m) if users[c] == 1) if m else 0
+    return Stored(ref, m, problem, read_verified(ref), unique)
 
 
 # ---------------------------------------------------------------- verified.json
 
 
-def read_verified(directory: Path) -> Verified | None:
+def read_verified(ref: BackupRef) -> Verified | None:
     """The recorded verify result; None when there is none or it is unreadable."""
     try:
-        doc = json.loads((directory / VERIFIED).read_text())
-    except (OSError, ValueError):
+        data = ref.repo.backend.get(ref.verified_name)
+    except (ObjectMissing, IntegrityError):
         return None
-    if not isinstance(doc, dict):
+    doc = _small_json(data)
+    if doc is None:
         return None
     at, status = doc.get("verified"), doc.get("status")
     if not isinstance(at, str) or not isinstance(status, str):
@@ -196,18 +175,21 @@ def read_verified(directory: Path) -> Verified | None:
     return Verified(at=at, status=status)
 
 
-def record_verified(directory: Path, status: str, now: float) -> None:
-    """Write ``verified.json`` next to the manifest (not under its seal), through a
-    temporary file.  Best effort: a read-only destination only gets a warning."""
-    doc = {
-        "verified": manifest.created_text(now),
-        "status": status,
-    }
-    path, temp = directory / VERIFIED, directory / f".{VERIFIED}.tmp"
+def _small_json(data: bytes) -> dict[str, Any] | None:
+    if len(data) > MAX_VERIFIED:
+        return None
     try:
-        if temp.exists() or temp.is_symlink():
-            temp.unlink()
-        store.write_json(temp, doc)
-        os.rename(temp, path)
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def record_verified(ref: BackupRef, status: str, now: float) -> None:
+    """Write the backup's ``verified.json`` object (not under the manifest's
+    seal).  Best effort: a read-only repository only gets a warning."""
+    doc = {"verified": sealed.created_text(now), "status": status}
+    try:
+        ref.repo.backend.put(ref.verified_name, (json.dumps(doc) + "\n").encode())
     except (OSError, DestinationError) as exc:
-        log.warning("cannot record the verify result in %s: %s", path, exc)
+        log.warning("cannot record the verify result of %s: %s", ref.label, exc)

@@ -8,23 +8,27 @@ week, ``monthly`` by year and month.  A backup kept by any rule is kept.  The
 newest good backup of a guest is always kept, even by an empty policy.
 
 Only good backups take part (a sealed manifest, and no failed verify); others
-are listed as ignored and never deleted.  Unpublished ``.partial`` folders are
-removed, under the run lock, so never one that a running backup is writing.
+are listed as ignored and never deleted.  Pruning deletes each dropped
+backup's manifest first (it is then no longer a backup), then its other
+objects, then collects the garbage (:mod:`vmsnap.repo.gc`): the chunks no
+remaining manifest names.  All of it under the run lock, so never while a
+backup on this host writes to the repository.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
 
-from vmsnap import catalog, store
-from vmsnap.catalog import GuestFolder, Stored
+from vmsnap import catalog
+from vmsnap.catalog import GuestBackups, Stored
+from vmsnap.errors import DestinationError
 from vmsnap.lock import run_lock
+from vmsnap.repo import gc
+from vmsnap.repo.gc import GcReport
+from vmsnap.repo.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +82,21 @@ def decide(created: Sequence[datetime], policy: Policy) -> list[tuple[str, ...]]
 @dataclass
 class GuestPrune:
     guest: str
-    folder: Path
+    label: str  # REPO/backups/<guest>
     keep: list[tuple[Stored, tuple[str, ...]]] = field(default_factory=list)
     remove: list[Stored] = field(default_factory=list)
     ignored: list[Stored] = field(default_factory=list)
-    partials: list[Path] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
-def plan_guest(found: GuestFolder, policy: Policy) -> GuestPrune:
-    plan = GuestPrune(found.guest, found.folder, partials=list(found.partials))
+@dataclass(frozen=True)
+class PruneRun:
+    plans: list[GuestPrune]
+    gc: GcReport | None  # None when a removal failed: nothing collected
+
+
+def plan_guest(found: GuestBackups, policy: Policy) -> GuestPrune:
+    plan = GuestPrune(found.guest, found.label)
     good = [b for b in found.backups if b.good]
     plan.ignored = [b for b in found.backups if not b.good]
     times = [b.created for b in good if b.created is not None]  # a good one has a manifest
@@ -99,49 +108,45 @@ def plan_guest(found: GuestFolder, policy: Policy) -> GuestPrune:
     return plan
 
 
-def plan(dest: Path, domains: list[str] | None, policy: Policy) -> list[GuestPrune]:
-    return [plan_guest(found, policy) for found in catalog.scan(dest, domains)]
+def plan(repo: Repository, guests: list[str] | None, policy: Policy) -> list[GuestPrune]:
+    return [plan_guest(found, policy) for found in catalog.scan(repo, guests)]
 
 
 # ---------------------------------------------------------------- pruning
 
 
-def _remove(path: Path, folder: Path) -> str | None:
-    """Delete one folder of ``folder``: first renamed to a ``.partial`` name (an
-    interrupted prune never leaves half a backup that looks whole)."""
-    if path.parent != folder or path.is_symlink() or not path.is_dir():
-        return f"{path}: not a folder of {folder}; left alone"
+def _remove(backup: Stored) -> str | None:
+    """Delete one backup: its manifest first (then it is no backup any more),
+    then domain.xml and verified.json; its chunks are the collection's."""
+    ref = backup.ref
     try:
-        if not path.name.endswith(store.PARTIAL_SUFFIX):
-            doomed = folder / f"{path.name}-pruned{store.PARTIAL_SUFFIX}"
-            os.rename(path, doomed)
-            path = doomed
-        shutil.rmtree(path)
-    except OSError as exc:
-        return f"cannot remove {path}: {exc.strerror}"
+        for name in (ref.manifest_name, ref.domain_xml_name, ref.verified_name):
+            ref.repo.backend.delete(name)
+    except (OSError, DestinationError) as exc:
+        return f"cannot remove {ref.label}: {getattr(exc, 'strerror', None) or exc}"
     return None
 
 
 def apply(plans: list[GuestPrune]) -> None:
-    """Remove the partial folders and the backups the plans do not keep."""
+    """Delete the backups the plans do not keep."""
     for p in plans:
-        for path in [*p.partials, *(b.directory for b in p.remove)]:
-            error = _remove(path, p.folder)
+        for backup in p.remove:
+            error = _remove(backup)
             if error is None:
-                log.info("removed %s", path)
+                log.info("removed %s", backup.ref.label)
             else:
                 p.errors.append(error)
-        if p.remove or p.partials:
-            store.fsync_dir(p.folder)
 
 
-def prune(
-    dest: Path, domains: list[str] | None, policy: Policy, *, dry_run: bool
-) -> list[GuestPrune]:
-    """Plan, and unless ``dry_run`` prune, under the run lock."""
+def prune(repo: Repository, guests: list[str] | None, policy: Policy, *, dry_run: bool) -> PruneRun:
+    """Plan, and unless ``dry_run`` delete and collect, under the run lock;
+    a dry run says what a collection would free without the dropped manifests."""
     if dry_run:
-        return plan(dest, domains, policy)
+        plans = plan(repo, guests, policy)
+        dropped = [b.ref.manifest_name for p in plans for b in p.remove]
+        return PruneRun(plans, gc.collect(repo, dry_run=True, without=dropped))
     with run_lock():
-        plans = plan(dest, domains, policy)
+        plans = plan(repo, guests, policy)
         apply(plans)
-    return plans
+        failed = any(p.errors for p in plans)
+        return PruneRun(plans, None if failed else gc.collect(repo, dry_run=False))

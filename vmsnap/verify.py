@@ -1,263 +1,207 @@
-"""``vmsnap verify``: decode every image of a backup and check it against the
-manifest (length, chunk sha256) and zstd's own frame checksums.
+"""``vmsnap verify``: check backups in a repository.
 
-Needs neither libvirt nor LVM: only the backup folders.  Each disk is reported
-OK, CORRUPT (its bytes are wrong), MISSING (its image is gone) or INCOMPLETE
-(its image was cut short); a ``.partial`` folder is an INCOMPLETE backup.
+Every chunk a backup needs must exist (one listing of ``chunks/``), and
+decode to its digest: with ``read_data`` every chunk is decoded, else a
+random sample of ``sample`` of them (as restic's check does).  The manifest
+must pass its seal and format checks (a chunk named by a path, ``../x``, is
+refused there), and ``domain.xml`` must match the manifest's sha256.
+Each backup is OK, CORRUPT (bytes are wrong: a chunk, the manifest,
+domain.xml) or MISSING (a chunk it needs is gone); a bad chunk is reported
+once, naming every backup of the repository that uses it.  Needs neither libvirt nor
+LVM.  Each result is recorded in the backup's ``verified.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
-import os
-import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-from vmsnap import catalog, image, manifest, store
-from vmsnap.errors import ExitCode, IntegrityError, NotFoundError, TruncatedError
-from vmsnap.manifest import ManifestDisk
+from vmsnap import catalog
+from vmsnap.errors import ExitCode, IntegrityError, NotFoundError
 from vmsnap.progress import Progress
-from vmsnap.store import PARTIAL_SUFFIX
+from vmsnap.repo import check, refs
+from vmsnap.repo.check import BadChunk, CheckReport
+from vmsnap.repo.manifest import RepoManifest
+from vmsnap.repo.refs import BackupRef
+from vmsnap.repo.repository import Repository
 
-UNPUBLISHED = "unpublished: an interrupted run"
 
-
-class DiskStatus(enum.StrEnum):
+class Status(enum.StrEnum):
     OK = "OK"
-    CORRUPT = "CORRUPT"  # the bytes are not the ones the manifest describes
-    MISSING = "MISSING"  # the file is gone
-    INCOMPLETE = "INCOMPLETE"  # cut short, or never published
+    CORRUPT = "CORRUPT"  # bytes are not the ones the manifest describes
+    MISSING = "MISSING"  # a chunk it needs is not in the repository
 
 
-_WORST_FIRST = (DiskStatus.CORRUPT, DiskStatus.MISSING, DiskStatus.INCOMPLETE)
-
-
-@dataclass(frozen=True)
-class DiskReport:
-    """One disk; ``size`` and ``chunk_sha256`` are the manifest's: what the image must
-    decode to (on failure, ``message`` says what it did)."""
-
-    target: str
-    image: str
-    status: DiskStatus
-    message: str
-    size: int
-    chunk_sha256: str
-
-    @property
-    def ok(self) -> bool:
-        return self.status is DiskStatus.OK
+_WORST_FIRST = (Status.CORRUPT, Status.MISSING)
 
 
 @dataclass(frozen=True)
 class BackupReport:
-    """One backup folder.  ``manifest_ok`` is False when the manifest could not be
-    trusted (missing, rejected) or was not read (a ``.partial`` folder): then
-    ``disks`` is empty and ``message`` says why."""
+    """One backup: ``problems`` of its manifest or domain.xml, one line each,
+    and the bad chunks it uses."""
 
-    directory: Path
-    manifest_ok: bool
-    message: str
-    disks: tuple[DiskReport, ...]
-    status: DiskStatus  # the worst of the disks', or the manifest's
+    ref: BackupRef
+    status: Status
+    problems: tuple[str, ...]
+    disks: tuple[str, ...]  # targets; empty when the manifest could not be read
+    bad_chunks: tuple[BadChunk, ...] = ()
+
+    def lines(self) -> list[str]:
+        """Every problem, one line each (none when OK)."""
+        return [
+            *self.problems,
+            *(chunk_problem(self.ref.repo, b, users=False) for b in self.bad_chunks),
+        ]
 
     @property
     def ok(self) -> bool:
-        return self.status is DiskStatus.OK
+        return self.status is Status.OK
 
 
-class _NullSink:
-    """Discards decoded bytes: verifying needs only their length and digest."""
+@dataclass(frozen=True)
+class VerifyRun:
+    reports: tuple[BackupReport, ...]
+    chunks: int  # distinct chunks the backups need
+    decoded: int  # of them, decoded and compared with their digest
+    read_data: bool
+    bad_chunks: tuple[tuple[Repository, BadChunk], ...]
 
-    def write(self, data: bytes, /) -> int:
-        return len(data)
-
-    def write_at(self, data: bytes, offset: int, /) -> None:
-        """Positional, so that the workers drop what they decode at once."""
-
-    def seek(self, offset: int, whence: int = 0, /) -> int:  # noqa: ARG002 - image.Sink
-        return 0
-
-    def truncate(self, size: int | None = None, /) -> int:
-        return size or 0
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.reports)
 
 
-# ---------------------------------------------------------------- one disk
+def worst(statuses: Iterable[Status]) -> Status:
+    seen = set(statuses)
+    return next((s for s in _WORST_FIRST if s in seen), Status.OK)
 
 
-def _open_image(path: Path) -> BinaryIO:
-    """Open an image for reading; a FIFO or a folder in its place is refused
-    without blocking."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise IntegrityError("not a regular file")
-    os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
+def chunk_problem(repo: Repository, bad: BadChunk, *, users: bool = True) -> str:
+    """One line for a bad chunk; with ``users``, naming every backup that uses it."""
+    what = f"chunk {bad.chunk_id} is missing" if bad.missing else bad.problem
+    line = f"{repo.location}: {what}"
+    if not users:
+        return line
+    return line + "; used by " + ", ".join(f"{repo.location}/{n}" for n in _folders(bad))
 
 
-def verify_disk(directory: Path, disk: ManifestDisk, progress: Progress) -> DiskReport:
-    """Decode one image, checking framing, zstd checksums, length and digest."""
-    try:
-        src = _open_image(directory / disk.image)
-    except FileNotFoundError:
-        return _disk_report(disk, DiskStatus.MISSING, f"{disk.image} is missing")
-    except IntegrityError as exc:
-        return _disk_report(disk, DiskStatus.CORRUPT, f"{disk.image}: {exc}")
-    except OSError as exc:
-        return _disk_report(disk, DiskStatus.CORRUPT, f"cannot open {disk.image}: {exc.strerror}")
-    progress.item(f"{disk.target} ({disk.image})", disk.size)
-    try:
-        with src:
-            return _decode(src, disk, progress)
-    finally:
-        progress.item_done()
+def _folders(bad: BadChunk) -> list[str]:
+    return [name.rsplit("/", 1)[0] for name in bad.backups]
 
 
-def _decode(src: BinaryIO, disk: ManifestDisk, progress: Progress) -> DiskReport:
-    on_disk = os.fstat(src.fileno()).st_size
-    try:
-        stats = image.decompress(
-            src,
-            _NullSink(),
-            expected_size=disk.size,
-            expected_digest=disk.chunk_sha256,
-            sparse=False,
-            progress=progress.advance,
-        )
-    except TruncatedError as exc:
-        return _disk_report(disk, DiskStatus.INCOMPLETE, f"{exc}{_shorter(on_disk, disk)}")
-    except IntegrityError as exc:
-        return _disk_report(disk, DiskStatus.CORRUPT, str(exc))
-    except OSError as exc:
-        return _disk_report(disk, DiskStatus.CORRUPT, f"read error: {exc.strerror}")
-    if stats.compressed_size != disk.compressed_size:
-        message = (
-            f"image is {stats.compressed_size} bytes, the manifest says {disk.compressed_size}"
-        )
-        return _disk_report(disk, DiskStatus.CORRUPT, message)
-    return _disk_report(disk, DiskStatus.OK, "OK")
-
-
-def _shorter(on_disk: int, disk: ManifestDisk) -> str:
-    if on_disk >= disk.compressed_size:
-        return ""
-    return f" (the file holds {on_disk} of its {disk.compressed_size} bytes)"
-
-
-def _disk_report(disk: ManifestDisk, status: DiskStatus, message: str) -> DiskReport:
-    return DiskReport(
-        target=disk.target,
-        image=disk.image,
-        status=status,
-        message=message,
-        size=disk.size,
-        chunk_sha256=disk.chunk_sha256,
-    )
-
-
-# ---------------------------------------------------------------- one backup
-
-
-def verify_backup(directory: Path, progress: Progress) -> BackupReport:
-    """Check a backup folder's manifest, then every image it lists."""
-    if directory.name.endswith(PARTIAL_SUFFIX):
-        return _unchecked(directory, DiskStatus.INCOMPLETE, UNPUBLISHED)
-    try:
-        found = manifest.load(directory)
-    except NotFoundError as exc:
-        return _unchecked(directory, DiskStatus.MISSING, str(exc))
-    except IntegrityError as exc:
-        return _unchecked(directory, DiskStatus.CORRUPT, str(exc))
-    xml_problem = _check_domain_xml(found)
-    if xml_problem:
-        return _unchecked(directory, DiskStatus.CORRUPT, xml_problem)
-    progress.job(f"{found.domain_name} {directory.name}", found.total_size)
-    try:
-        disks = tuple(verify_disk(directory, d, progress) for d in found.disks)
-    finally:
-        progress.job_done()
-    return BackupReport(
-        directory=directory,
-        manifest_ok=True,
-        message=_summary(disks),
-        disks=disks,
-        status=worst(d.status for d in disks),
-    )
-
-
-def _check_domain_xml(found: manifest.Manifest) -> str | None:
+def _domain_xml_problem(ref: BackupRef, m: RepoManifest) -> str | None:
     """domain.xml is what a restore or clone redefines the guest from."""
-    if found.domain_xml_sha256 is None:
-        return None
-    path = found.directory / store.DOMAIN_XML
+    if m.guest is None:
+        return None  # an image store has none
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        return f"{path}: cannot read it: {exc.strerror}"
-    if digest != found.domain_xml_sha256:
-        return f"{path} was changed or damaged: its sha256 does not match the manifest"
+        xml = ref.domain_xml()
+    except (IntegrityError, NotFoundError) as exc:
+        return str(exc)
+    if hashlib.sha256(xml).hexdigest() != m.guest.domain.xml_sha256:
+        return f"{ref.label}: domain.xml was changed or damaged: its sha256 is not the manifest's"
     return None
 
 
-def _unchecked(directory: Path, status: DiskStatus, message: str) -> BackupReport:
-    return BackupReport(
-        directory=directory, manifest_ok=False, message=message, disks=(), status=status
-    )
+def _report(ref: BackupRef, result: CheckReport) -> BackupReport:
+    problems = [e for n, e in result.bad_manifests if n == ref.manifest_name]
+    disks: tuple[str, ...] = ()
+    if ref.manifest_name in result.backups:
+        m = ref.load()
+        disks = tuple(d.target for d in m.disks)
+        if (xml := _domain_xml_problem(ref, m)) is not None:
+            problems.append(xml)
+    bad = tuple(b for b in result.bad if ref.manifest_name in b.backups)
+    statuses = [Status.MISSING if b.missing else Status.CORRUPT for b in bad]
+    status = worst([*statuses, *(Status.CORRUPT for _p in problems)])
+    return BackupReport(ref, status, tuple(problems), disks, bad)
 
 
-def _summary(disks: tuple[DiskReport, ...]) -> str:
-    failed = [d for d in disks if not d.ok]
-    if not failed:
-        return f"{len(disks)} disk(s) OK"
-    return f"{len(failed)} of {len(disks)} disk(s) failed: " + ", ".join(
-        f"{d.target} {d.status}" for d in failed
-    )
+def _by_repository(found: Sequence[BackupRef]) -> dict[str, list[BackupRef]]:
+    groups: dict[str, list[BackupRef]] = {}
+    for ref in found:
+        groups.setdefault(ref.repo.location, []).append(ref)
+    return groups
 
 
-def worst(statuses: Iterable[DiskStatus]) -> DiskStatus:
-    """The status that sums up several: any failure beats OK."""
-    seen = set(statuses)
-    return next((s for s in _WORST_FIRST if s in seen), DiskStatus.OK)
+def verify(
+    found: Sequence[BackupRef], *, read_data: bool, sample: int, progress: Progress
+) -> VerifyRun:
+    """Check the backups ``found``, repository by repository, and record each
+    result in its ``verified.json`` (what ``backups`` shows and ``prune`` counts)."""
+    reports: list[BackupReport] = []
+    chunks = decoded = 0
+    bad: list[tuple[Repository, BadChunk]] = []
+    for location, group in _by_repository(found).items():
+        repo = group[0].repo
+        progress.item(f"{location}: chunks", None)
+        try:
+            result = check.check(
+                repo,
+                [r.manifest_name for r in group],
+                read_data=read_data,
+                sample=sample,
+                advance=progress.advance,
+            )
+        finally:
+            progress.item_done()
+        chunks, decoded = chunks + result.chunks, decoded + result.decoded
+        bad += [(repo, b) for b in _every_user(repo, result.bad)]
+        for ref in group:
+            reports.append(_report(ref, result))
+            catalog.record_verified(ref, str(reports[-1].status), time.time())
+    return VerifyRun(tuple(reports), chunks, decoded, read_data, tuple(bad))
 
 
-# ---------------------------------------------------------------- paths
+def _every_user(repo: Repository, bad: tuple[BadChunk, ...]) -> list[BadChunk]:
+    """The bad chunks, each naming every backup in the repository that uses
+    it (not only the ones checked): what else a restore would refuse."""
+    if not bad:
+        return []
+    users: dict[str, list[str]] = {b.chunk_id: [] for b in bad}
+    for ref in refs.backups(repo):
+        try:
+            m = ref.load()
+        except (IntegrityError, NotFoundError):
+            continue  # its own problem, if it was checked
+        for chunk_id in {c for d in m.disks for c in d.chunks} & users.keys():
+            users[chunk_id].append(ref.manifest_name)
+    return [dataclasses.replace(b, backups=tuple(users[b.chunk_id]) or b.backups) for b in bad]
 
 
-def backup_folders(paths: Sequence[Path]) -> list[Path]:
-    """Every backup and ``.partial`` folder the paths name, each once, in order.
+def exit_code(run: VerifyRun) -> ExitCode:
+    """INTEGRITY when anything is corrupt, else MISSING_DATA when a chunk is
+    missing, else OK."""
+    status = worst(r.status for r in run.reports)
+    if status is Status.CORRUPT:
+        return ExitCode.INTEGRITY
+    return ExitCode.MISSING_DATA if status is Status.MISSING else ExitCode.OK
 
-    Raises NotFoundError for a path that does not exist or holds no backup, before
-    anything is decoded.
-    """
-    folders: dict[Path, Path] = {}
+
+# ---------------------------------------------------------------- what to verify
+
+
+def backups_at(paths: Sequence[Path]) -> list[BackupRef]:
+    """The backups local paths name (a repository, ``REPO/backups/<guest>``,
+    a backup folder), each once, in order; NotFoundError for a path that
+    holds none, before anything is read."""
+    found: dict[tuple[str, str], BackupRef] = {}
     for path in paths:
-        found = sorted(catalog.find_backups(path) + catalog.find_partials(path))
-        if not found:
+        named = refs.locate(path).refs()
+        if not named:
             raise NotFoundError(f"{path}: no backups there")
-        for folder in found:
-            folders.setdefault(folder.resolve(), folder)
-    return list(folders.values())
+        for ref in named:
+            found.setdefault((ref.repo.location, ref.manifest_name), ref)
+    return list(found.values())
 
 
-def verify_paths(paths: Sequence[Path], progress: Progress) -> list[BackupReport]:
-    """Verify every backup at ``paths`` (backup folders, guest folders, destinations),
-    and record each result whose manifest could be read in the backup's
-    ``verified.json`` (what ``backups`` shows and ``prune`` counts) as it is known."""
-    reports = []
-    for folder in backup_folders(paths):
-        report = verify_backup(folder, progress)
-        if report.manifest_ok:
-            catalog.record_verified(report.directory, str(report.status), time.time())
-        reports.append(report)
-    return reports
-
-
-def exit_code(reports: Sequence[BackupReport]) -> ExitCode:
-    """OK when every backup is; INTEGRITY when any disk or manifest failed."""
-    return ExitCode.OK if all(r.ok for r in reports) else ExitCode.INTEGRITY
+def backups_of(repo: Repository, guests: list[str] | None) -> list[BackupRef]:
+    """The backups of ``guests`` (every guest's by default) in ``repo``."""
+    found = [r for rs in catalog.guest_refs(repo, guests).values() for r in rs]
+    if not found:
+        raise NotFoundError(f"no backups in {repo.location}")
+    return found

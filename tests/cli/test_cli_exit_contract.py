@@ -38,7 +38,10 @@ REACHED_BY: dict[ExitCode, list[str]] = {
         "agent/test_agent_freeze.py::test_freeze_without_an_agent_fails_and_the_guest_keeps_running"
     ],
     ExitCode.DESTINATION: ["cli/test_cli_backup.py::test_missing_destination"],
-    ExitCode.INTEGRITY: ["cli/test_cli_restore_clone.py::test_verify_ok_then_corrupt"],
+    ExitCode.INTEGRITY: [
+        "cli/test_cli_restore_clone.py::test_verify_ok_then_corrupt",
+        "cli/test_cli_prune.py::test_verify_a_corrupt_chunk_names_every_backup_using_it",
+    ],
     ExitCode.LOCKED: ["cli/test_cli_prune.py::test_prune_waits_for_the_run_lock"],
     ExitCode.LEFT_BEHIND: [
         "cli/test_cli_exit_contract.py::test_cleanup_that_cannot_release_a_guest_exits_12",
@@ -55,7 +58,10 @@ REACHED_BY: dict[ExitCode, list[str]] = {
         "cli/test_cli_repo.py::test_a_folder_that_is_not_a_repository_exits_15"
     ],
     ExitCode.REPOSITORY_VERSION: ["cli/test_cli_repo.py::test_a_newer_repository_version_exits_16"],
-    ExitCode.MISSING_DATA: ["cli/test_cli_repo.py::test_a_missing_chunk_is_one_line_and_exit_17"],
+    ExitCode.MISSING_DATA: [
+        "cli/test_cli_repo.py::test_a_missing_chunk_is_one_line_and_exit_17",
+        "cli/test_cli_prune.py::test_verify_a_missing_chunk_is_17_and_a_corrupt_one_wins",
+    ],
     ExitCode.INTERNAL: ["cli/test_cli_exit_contract.py::test_an_unexpected_exception_exits_70"],
     ExitCode.INTERRUPTED: [  # 130, and 143 and 129 in the same test
         "cli/test_cli_image.py::test_signal_mid_stream_exits_128_plus_signal_and_leaves_nothing"
@@ -123,6 +129,7 @@ def test_an_unexpected_exception_exits_70(
         raise ZeroDivisionError("a bug")
 
     monkeypatch.setattr(catalog, "scan", broken)
+    assert main("init", "--dest", str(dest))[0] == 0
     code, out, err = main("backups", "--dest", str(dest))
     assert code == ExitCode.INTERNAL == 70
     assert out == ""

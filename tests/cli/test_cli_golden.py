@@ -65,11 +65,12 @@ def check_json(name: str, out: str, tmp_path: Path, keys: frozenset[str] = TIME_
 
 @pytest.fixture
 def stored(dest: Path) -> Path:
-    """Two good backups of web01 and one that fails verify (web02)."""
+    """Two good backups of web01 (the same bytes: one chunk) and one that
+    fails verify (web02: its chunk has a flipped bit)."""
     for stamp in ("20261101T020000Z", "20261102T020000Z"):
         make_backup(dest, "web01", stamp, disks={"vda": random_bytes(5000)})
     bad = make_backup(dest, "web02", "20261102T020000Z", disks={"vda": random_bytes(6000, 1)})
-    flip_bit(chunk_path(dest, bad), 60)
+    flip_bit(chunk_path(dest, bad), 20)
     return dest
 
 
@@ -136,7 +137,7 @@ def test_verify_json(main: Main, stored: Path, tmp_path: Path) -> None:
 
 
 def test_prune_json(main: Main, stored: Path, tmp_path: Path) -> None:
-    main("verify", "--no-progress", str(stored / "web02"))
+    main("verify", "--no-progress", str(stored / "backups" / "web02"))
     code, out, _err = main(
         "prune", "--dest", str(stored), "--keep-last", "1", "--dry-run", "--json"
     )

@@ -25,7 +25,7 @@ from vmsnap.errors import ExitCode, IntegrityError, TruncatedError
 from vmsnap.image import StreamStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from backupkit import flip_bit, make_backup
+from backupkit import chunk_path, flip_bit, make_backup
 
 
 @pytest.fixture
@@ -42,8 +42,9 @@ def test_backup_prune_errors_are_said_when_a_backup_failed(
     make_backup(dest, "web01", "20261101T020000Z")
     monkeypatch.setattr(backup, "backup", lambda *_a: GUEST_RESULTS(dest))  # web02 failed
 
-    def prune(_dest: Path, names: list[str], *_a: object, **_k: object) -> list:
-        return [retention.GuestPrune(names[0], dest / names[0], errors=["cannot remove X: EIO"])]
+    def prune(_repo: object, names: list[str], *_a: object, **_k: object) -> retention.PruneRun:
+        plan = retention.GuestPrune(names[0], str(dest / names[0]), errors=["cannot remove X: EIO"])
+        return retention.PruneRun([plan], None)
 
     monkeypatch.setattr(retention, "prune", prune)
     code, _out, err = main("backup", "--all", "--prune", "--dest", str(dest), "-c", uri)
@@ -68,7 +69,7 @@ def test_cleanup_json_that_cannot_release_a_guest_exits_12(main: Main, tmp_path:
 
 def test_verify_failures_reach_the_log_file(main: Main, dest: Path, tmp_path: Path) -> None:
     bad = make_backup(dest, "web01", "20261101T020000Z")
-    flip_bit(bad / "vda.img.zst", 60)
+    flip_bit(chunk_path(dest, bad), 20)
     log = tmp_path / "vmsnap.log"
     code, _out, err = main("--log-file", str(log), "verify", "--no-progress", str(dest))
     assert code == ExitCode.INTEGRITY
@@ -121,7 +122,7 @@ def test_image_to_stdout_gets_no_error_document(main: Main, tmp_path: Path) -> N
 def test_backups_json_gives_each_guest_its_newest_good_backups_age(main: Main, dest: Path) -> None:
     make_backup(dest, "web01", "20261101T020000Z")
     newest = make_backup(dest, "web01", "20261102T020000Z")
-    flip_bit(newest / "vda.img.zst", 60)
+    flip_bit(chunk_path(dest, newest), 20)
     main("verify", "--no-progress", str(newest))  # the newest is now known bad
     code, out, _err = main("backups", "--dest", str(dest), "--json")
     assert code == 0
@@ -224,6 +225,7 @@ def test_the_lock_wait_is_settable(
     args = ["--lock-wait", "0.3"] if how == "option" else []
     if how == "environment":
         monkeypatch.setenv("VMSNAP_LOCK_WAIT", "0.3")
+    assert main("init", "--dest", str(dest))[0] == 0
     started = time.monotonic()
     with lock.run_lock(wait=0):
         code, _out, err = main(*args, "prune", "--dest", str(dest), "--keep-last", "1")
@@ -247,6 +249,7 @@ def test_a_bad_lock_wait_in_the_environment_is_a_usage_error(
 
 def test_global_options_after_the_subcommand(main: Main, dest: Path, tmp_path: Path) -> None:
     log = tmp_path / "vmsnap.log"
+    assert main("init", "--dest", str(dest))[0] == 0
     code, out, err = main("backups", "--dest", str(dest), "-q", "--log-file", str(log))
     assert (code, err) == (0, "")
     assert out.startswith("GUEST")

@@ -1,17 +1,18 @@
 """Retention policy logic (restic/borg semantics) on explicit UTC times, and
-pruning real backup folders built by backupkit."""
+pruning real format-3 backups built by backupkit, with the garbage collection."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from backupkit import edit_manifest, make_backup
+from backupkit import chunk_path, edit_manifest, make_backup, random_bytes
 
 from vmsnap import catalog, retention
-from vmsnap.errors import NotFoundError
+from vmsnap.errors import IntegrityError, NotFoundError
+from vmsnap.repo import refs
+from vmsnap.repo.repository import Repository, open_local
 from vmsnap.retention import Policy, decide
 
 
@@ -88,79 +89,98 @@ def test_input_order_does_not_matter_and_ties_keep_the_later_one() -> None:
     assert decide(same, Policy(keep_last=1)) == [(), ("last",)]
 
 
-# ---------------------------------------------------------------- on real folders
+# ---------------------------------------------------------------- in a repository
 
 
 def stamp_of(text: str) -> str:
     return t(text).strftime("%Y%m%dT%H%M%SZ")
 
 
-def backup_at(dest: Path, when: str, guest: str = "web01") -> Path:
-    folder = make_backup(dest, guest, stamp_of(when), disks={"vda": b"x" * 1000})
-    created = t(when).strftime("%Y-%m-%dT%H:%M:%SZ")
-    edit_manifest(folder, lambda doc: doc.update(created=created), reseal=True)
-    return folder
+def backup_at(dest: Path, when: str, guest: str = "web01", data: bytes = b"x" * 1000) -> Path:
+    """A backup created at ``when`` (make_backup takes its time from the stamp)."""
+    return make_backup(dest, guest, stamp_of(when), disks={"vda": data})
 
 
-def names(paths: list[Path]) -> list[str]:
-    return sorted(p.name for p in paths)
+def left(repo: Repository, guest: str = "web01") -> list[str]:
+    return [r.stamp for r in refs.backups(repo, guest)]
 
 
 def test_prune_removes_what_the_policy_does_not_keep(tmp_path: Path) -> None:
-    folders = [backup_at(tmp_path, d) for d in DAYS]
-    plans = retention.prune(tmp_path, None, Policy(keep_daily=2), dry_run=False)
-    assert [p.guest for p in plans] == ["web01"]
-    assert names([b.directory for b, _why in plans[0].keep]) == names([folders[3], folders[5]])
-    assert names(list((tmp_path / "web01").iterdir())) == names([folders[3], folders[5]])
-    assert plans[0].errors == []
+    for d in DAYS:
+        backup_at(tmp_path, d)
+    repo = open_local(tmp_path)
+    run = retention.prune(repo, None, Policy(keep_daily=2), dry_run=False)
+    assert [p.guest for p in run.plans] == ["web01"]
+    assert [b.stamp for b, _why in run.plans[0].keep] == [stamp_of(DAYS[3]), stamp_of(DAYS[5])]
+    assert left(repo) == [stamp_of(DAYS[3]), stamp_of(DAYS[5])]
+    assert run.plans[0].errors == []
+    gone = tmp_path / "backups" / "web01" / stamp_of(DAYS[0])
+    assert not gone.exists() or list(gone.iterdir()) == []  # manifest, domain.xml, verified.json
+    assert run.gc is not None
+    assert (run.gc.manifests, run.gc.garbage) == (2, 0)  # one chunk, shared by all
+
+
+def test_prune_frees_only_the_unique_chunks_and_the_rest_restores(tmp_path: Path) -> None:
+    shared = random_bytes(4 << 20, 1)
+    old = backup_at(tmp_path, DAYS[0], data=shared + random_bytes(5000, 2))
+    new = backup_at(tmp_path, DAYS[1], data=shared + random_bytes(5000, 3))
+    repo = open_local(tmp_path)
+    [guest] = catalog.scan(repo)
+    unique = chunk_path(tmp_path, old, "vda", 1).stat().st_size
+    newer = chunk_path(tmp_path, new, "vda", 1).stat().st_size
+    assert [b.unique_bytes for b in guest.backups] == [unique, newer]
+    dry = retention.prune(repo, None, Policy(keep_last=1), dry_run=True)
+    assert dry.gc is not None
+    assert (dry.gc.dry_run, dry.gc.garbage, dry.gc.garbage_bytes) == (True, 1, unique)
+    assert left(repo) == [old.name, new.name]  # nothing deleted
+    run = retention.prune(repo, None, Policy(keep_last=1), dry_run=False)
+    assert run.gc is not None
+    assert (run.gc.garbage, run.gc.garbage_bytes) == (1, unique)
+    assert chunk_path(tmp_path, new, "vda", 0).exists()  # shared: kept
+    assert chunk_path(tmp_path, new, "vda", 1).exists()
+    assert left(repo) == [new.name]
 
 
 def test_dry_run_removes_nothing(tmp_path: Path) -> None:
-    folders = [backup_at(tmp_path, d) for d in DAYS]
-    plans = retention.prune(tmp_path, ["web01"], Policy(keep_last=1), dry_run=True)
-    assert len(plans[0].remove) == 5
-    assert all(f.is_dir() for f in folders)
+    for d in DAYS:
+        backup_at(tmp_path, d)
+    repo = open_local(tmp_path)
+    run = retention.prune(repo, ["web01"], Policy(keep_last=1), dry_run=True)
+    assert len(run.plans[0].remove) == 5
+    assert len(left(repo)) == 6
 
 
 def test_bad_backups_are_ignored_never_counted_nor_deleted(tmp_path: Path) -> None:
     old, broken, failed, new = (backup_at(tmp_path, d) for d in DAYS[:4])
+    repo = open_local(tmp_path)
     edit_manifest(broken, lambda doc: doc.update(host="evil"))  # the seal no longer matches
-    catalog.record_verified(failed, "CORRUPT", 0)
-    plans = retention.prune(tmp_path, None, Policy(keep_last=1), dry_run=False)
-    assert names([b.directory for b in plans[0].ignored]) == names([broken, failed])
-    assert (old.exists(), broken.exists(), failed.exists(), new.exists()) == (
-        False,
-        True,
-        True,
-        True,
-    )
+    catalog.record_verified(refs.find_exact(repo, "web01", failed.name), "CORRUPT", 0)
+    with pytest.raises(IntegrityError, match="garbage collection stopped before deleting anything"):
+        retention.prune(repo, None, Policy(keep_last=1), dry_run=False)
+    assert left(repo) == [broken.name, failed.name, new.name]  # old's manifest went first
+    plans = retention.plan(repo, None, Policy(keep_last=1))
+    assert sorted(b.stamp for b in plans[0].ignored) == [broken.name, failed.name]
+    assert plans[0].remove == []
+    assert old.name not in left(repo)
 
 
-def test_partials_are_removed_and_symlinks_never_followed(tmp_path: Path) -> None:
-    dest = tmp_path / "dest"
-    backup_at(dest, DAYS[0])
-    partial = dest / "web01" / f"{stamp_of(DAYS[1])}.partial"
-    partial.mkdir()
-    outside = tmp_path / "outside"
-    kept_elsewhere = backup_at(outside, DAYS[0], "db01")
-    os.symlink(outside / "db01", dest / "db01")  # a guest folder that is a link
-    os.symlink(kept_elsewhere, dest / "web01" / stamp_of(DAYS[2]))  # a backup that is a link
-    plans = retention.prune(dest, None, Policy(keep_last=1), dry_run=False)
-    assert [p.guest for p in plans] == ["web01"]
-    assert not partial.exists()
-    assert kept_elsewhere.is_dir()
-    assert (dest / "web01" / stamp_of(DAYS[2])).is_symlink()
-
-
-def test_only_stamp_named_folders_are_backups(tmp_path: Path) -> None:
+def test_a_never_published_backup_older_than_a_day_is_collected(tmp_path: Path) -> None:
     backup_at(tmp_path, DAYS[0])
-    backup_at(tmp_path, DAYS[1])
-    other = tmp_path / "web01" / "keep-me"
-    other.mkdir()
-    retention.prune(tmp_path, None, Policy(keep_last=1), dry_run=False)
-    assert other.is_dir()
+    repo = open_local(tmp_path)
+    orphan = tmp_path / "backups" / "web01" / stamp_of(DAYS[1])
+    orphan.mkdir()
+    (orphan / "domain.xml").write_text("<domain/>")  # a backup killed before its manifest
+    recent = tmp_path / "backups" / "web01" / "29991231T000000Z"
+    recent.mkdir()
+    (recent / "domain.xml").write_text("<domain/>")  # one being written now
+    run = retention.prune(repo, None, Policy(keep_last=1), dry_run=False)
+    assert run.gc is not None
+    assert run.gc.orphans == (f"backups/web01/{orphan.name}/",)
+    assert not (orphan / "domain.xml").exists()
+    assert (recent / "domain.xml").exists()
 
 
 def test_unknown_guest_is_not_found(tmp_path: Path) -> None:
+    backup_at(tmp_path, DAYS[0])
     with pytest.raises(NotFoundError, match="no backups of web99"):
-        retention.plan(tmp_path, ["web99"], Policy(keep_last=1))
+        retention.plan(open_local(tmp_path), ["web99"], Policy(keep_last=1))

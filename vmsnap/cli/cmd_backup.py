@@ -9,7 +9,15 @@ import typer
 
 from vmsnap.cli import jsondoc
 from vmsnap.cli.cmd_dest import prune_errors
-from vmsnap.cli.core import backup, cleanup, guard, retention, snapshots, virt
+from vmsnap.cli.core import (
+    backup,
+    catalog,
+    cleanup,
+    guard,
+    retention,
+    snapshots,
+    virt,
+)
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
 from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import print_prune
@@ -190,15 +198,13 @@ def _prune_after(
     has backups), pruned by the configured policy."""
     if policy is None:
         return {}
-    names = [
-        r.name
-        for r in results
-        if r.ok and r.skipped is None and (r.backup is not None or settings.dry_run)
-    ]
+    repo = catalog.open_repository(settings.dest)
+    held = catalog.guest_refs(repo, None)
+    names = [r.name for r in results if r.ok and r.skipped is None and r.name in held]
     if not names:
         return {}
-    plans = retention.prune(settings.dest, names, policy, dry_run=settings.dry_run)
-    return dict(zip(names, plans, strict=True))
+    run = retention.prune(repo, names, policy, dry_run=settings.dry_run)
+    return dict(zip(names, run.plans, strict=True))
 
 
 def cleanup_cmd(

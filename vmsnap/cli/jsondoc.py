@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vmsnap.backup import GuestResult
-    from vmsnap.catalog import GuestFolder, Stored
+    from vmsnap.catalog import GuestBackups, Stored
     from vmsnap.checkpoint import Checkpoint, CheckpointDisk
     from vmsnap.cleanup import CleanupReport
     from vmsnap.clone import CloneResult
@@ -23,14 +23,16 @@ if TYPE_CHECKING:
     from vmsnap.journal import GuestEntry
     from vmsnap.lvwrite import RestoredDisk
     from vmsnap.models import Guest
+    from vmsnap.repo.check import BadChunk
+    from vmsnap.repo.gc import GcReport
     from vmsnap.repo.jobs import ExportResult, StoreResult
     from vmsnap.repo.manifest import RepoDisk
     from vmsnap.repo.refs import BackupRef
     from vmsnap.repo.repository import Repository
     from vmsnap.repo.writer import Counts
-    from vmsnap.retention import GuestPrune, Policy
+    from vmsnap.retention import GuestPrune, Policy, PruneRun
     from vmsnap.snapshots import GuestPlan
-    from vmsnap.verify import BackupReport, DiskReport
+    from vmsnap.verify import BackupReport, VerifyRun
 
 Doc = dict[str, Any]
 
@@ -165,25 +167,35 @@ def journal_guest(e: GuestEntry) -> Doc:
 # ---------------------------------------------------------------- verify, prune, backups
 
 
-def verify_report(report: BackupReport) -> Doc:
+def verify_run(run: VerifyRun) -> Doc:
     return {
-        "directory": str(report.directory),
-        "status": str(report.status),
-        "ok": report.ok,
-        "manifest_ok": report.manifest_ok,
-        "message": report.message,
-        "disks": [verify_disk(d) for d in report.disks],
+        "ok": run.ok,
+        "backups": [verify_report(r) for r in run.reports],
+        "bad_chunks": [bad_chunk(repo, b) for repo, b in run.bad_chunks],
+        "read_data": run.read_data,
+        "chunks": run.chunks,
+        "decoded": run.decoded,
     }
 
 
-def verify_disk(d: DiskReport) -> Doc:
+def verify_report(report: BackupReport) -> Doc:
     return {
-        "target": d.target,
-        "image": d.image,
-        "status": str(d.status),
-        "message": d.message,
-        "size": d.size,
-        "chunk_sha256": d.chunk_sha256,
+        "backup": report.ref.label,
+        "guest": report.ref.guest,
+        "stamp": report.ref.stamp,
+        "status": str(report.status),
+        "ok": report.ok,
+        "disks": list(report.disks),
+        "problems": report.lines(),
+    }
+
+
+def bad_chunk(repo: Repository, b: BadChunk) -> Doc:
+    return {
+        "chunk": b.chunk_id,
+        "missing": b.missing,
+        "problem": b.problem,
+        "backups": [f"{repo.location}/{name.rsplit('/', 1)[0]}" for name in b.backups],
     }
 
 
@@ -192,12 +204,14 @@ def stored(b: Stored, now: float) -> Doc:
     created = b.created
     return {
         "guest": b.guest,
-        "directory": str(b.directory),
-        "stamp": b.directory.name,
+        "backup": b.ref.label,
+        "stamp": b.stamp,
         "created": m.created if m else None,
         "age_seconds": round(now - created.timestamp()) if created else None,
         "size": m.total_size if m else None,
-        "compressed_size": sum(d.compressed_size for d in m.disks) if m else None,
+        "new_bytes": m.new_bytes if m else None,
+        "stored_bytes": m.stored_bytes if m else None,
+        "unique_bytes": b.unique_bytes if m else None,
         "disks": [d.target for d in m.disks] if m else [],
         "verified": {"at": b.verified.at, "status": b.verified.status} if b.verified else None,
         "good": b.good,
@@ -208,34 +222,38 @@ def stored(b: Stored, now: float) -> Doc:
 def guest_prune(p: GuestPrune, now: float) -> Doc:
     return {
         "guest": p.guest,
-        "folder": str(p.folder),
+        "location": p.label,
         "keep": [{**stored(b, now), "reasons": list(why)} for b, why in p.keep],
         "remove": [stored(b, now) for b in p.remove],
         "ignored": [stored(b, now) for b in p.ignored],
-        "partials": [str(path) for path in p.partials],
         "errors": list(p.errors),
     }
 
 
-def prune_run(dry_run: bool, policy: Policy, plans: list[GuestPrune], now: float) -> Doc:
+def gc_report(r: GcReport) -> Doc:
+    """Every field: the whole dataclass is the document (plain values only)."""
+    return {**dataclasses.asdict(r), "orphans": list(r.orphans)}
+
+
+def prune_run(dry_run: bool, policy: Policy, run: PruneRun, now: float) -> Doc:
     return {
         "dry_run": dry_run,
         "policy": policy.as_dict(),
-        "guests": [guest_prune(p, now) for p in plans],
+        "guests": [guest_prune(p, now) for p in run.plans],
+        "gc": gc_report(run.gc) if run.gc is not None else None,
     }
 
 
-def guest_folder(g: GuestFolder, now: float) -> Doc:
+def guest_backups(g: GuestBackups, now: float) -> Doc:
     good = next((b for b in reversed(g.backups) if b.good and b.created), None)
     return {
         "guest": g.guest,
-        "folder": str(g.folder),
-        "newest_good": good.directory.name if good else None,
+        "location": g.label,
+        "newest_good": good.stamp if good else None,
         "newest_good_age_seconds": round(now - good.created.timestamp())
         if good and good.created
         else None,
         "backups": [stored(b, now) for b in reversed(g.backups)],
-        "partials": [str(p) for p in g.partials],
     }
 
 

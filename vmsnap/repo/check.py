@@ -1,4 +1,4 @@
-"""Checking backups in a repository, for ``verify`` (to be wired): every chunk
+"""Checking backups in a repository, for ``verify``: every chunk
 the backups need exists (one listing of ``chunks/``, not a request per
 chunk), and every chunk (``read_data``), or a random sample of them, decodes
 to its digest.  A bad chunk is reported once, naming every backup that uses
@@ -9,20 +9,27 @@ from __future__ import annotations
 
 import functools
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vmsnap.errors import IntegrityError, NotFoundError
+from vmsnap.errors import IntegrityError, MissingChunkError, NotFoundError
 from vmsnap.image import InOrder
 from vmsnap.repo import layout, reader
 from vmsnap.repo.refs import load
 from vmsnap.repo.repository import Repository
 
+MISSING = "missing"
+
 
 @dataclass(frozen=True)
 class BadChunk:
     chunk_id: str
-    problem: str
+    problem: str  # MISSING, or "chunk <id> is corrupt: <what is wrong with its bytes>"
     backups: tuple[str, ...]  # manifest names
+
+    @property
+    def missing(self) -> bool:
+        return self.problem == MISSING
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,11 @@ def check(
     read_data: bool,
     sample: int = 0,
     rng: random.Random | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> CheckReport:
     """Check the backups whose manifests are ``names``; decode every chunk
-    with ``read_data``, else ``sample`` chunks chosen at random."""
+    with ``read_data``, else ``sample`` chunks chosen at random;
+    ``advance(raw bytes)`` after each decoded chunk (progress)."""
     needed = _Needed()
     for name in names:
         needed.read(repo, name)
@@ -78,7 +87,7 @@ def check(
     present = sorted(set(needed.chunks) - set(missing))
     rng = rng or random.Random()  # noqa: S311 - a sample, not a secret
     chosen = present if read_data else _sample(present, sample, rng)
-    bad = dict.fromkeys(missing, "missing") | _decode(repo, needed, chosen)
+    bad = dict.fromkeys(missing, MISSING) | _decode(repo, needed, chosen, advance)
     return CheckReport(
         backups=tuple(needed.backups),
         chunks=len(needed.chunks),
@@ -100,24 +109,37 @@ def _missing(repo: Repository, needed: _Needed) -> list[str]:
     return sorted(unseen)
 
 
-def _decode(repo: Repository, needed: _Needed, chunk_ids: list[str]) -> dict[str, str]:
+def _decode(
+    repo: Repository,
+    needed: _Needed,
+    chunk_ids: list[str],
+    advance: Callable[[int], None] | None,
+) -> dict[str, str]:
     """Chunk id -> problem, for those of ``chunk_ids`` that do not decode to their digest."""
     fetch = reader.Fetcher(repo, "", verify=True)
 
     def one(chunk_id: str) -> tuple[str, str | None]:
+        length = needed.chunks[chunk_id][0]
         try:
-            fetch(chunk_id, needed.chunks[chunk_id][0])
-        except IntegrityError as exc:  # missing since the listing, or corrupt
+            fetch(chunk_id, length)
+        except MissingChunkError:  # gone since the listing
+            return chunk_id, MISSING
+        except IntegrityError as exc:
             return chunk_id, exc.message.removeprefix(": ")
         return chunk_id, None
 
     problems: dict[str, str] = {}
+
+    def take(done: str, problem: str | None) -> None:  # in this thread, not a worker's
+        if problem is not None:
+            problems[done] = problem
+        if advance is not None:
+            advance(needed.chunks[done][0])
+
     with InOrder[tuple[str, str | None]]() as work:
         for chunk_id in chunk_ids:
-            for done, problem in work.submit(functools.partial(one, chunk_id)):
-                if problem is not None:
-                    problems[done] = problem
-        for done, problem in work.drain():
-            if problem is not None:
-                problems[done] = problem
+            for done in work.submit(functools.partial(one, chunk_id)):
+                take(*done)
+        for done in work.drain():
+            take(*done)
     return problems
