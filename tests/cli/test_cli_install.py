@@ -113,8 +113,9 @@ def test_every_vmsnap_command_line_parses(main: Main, words: list[str]) -> None:
 def test_the_first_backup_uses_the_installed_configuration() -> None:
     example = tomllib.loads((REPO / "vmsnap" / "data" / "vmsnap.toml.example").read_text())
     dest = example["dest"]
-    assert ["mkdir", "-p", dest] in FIRST_USE
-    assert ["vmsnap", "verify", dest] in FIRST_USE
+    assert dest == "/srv/backup"
+    assert ["vmsnap", "init"] in FIRST_USE  # the repository, at the file's dest
+    assert ["vmsnap", "verify", "--read-data"] in FIRST_USE
 
 
 def test_a_plain_pip_install_ships_every_package() -> None:

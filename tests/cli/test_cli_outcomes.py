@@ -225,7 +225,6 @@ def test_the_lock_wait_is_settable(
     args = ["--lock-wait", "0.3"] if how == "option" else []
     if how == "environment":
         monkeypatch.setenv("VMSNAP_LOCK_WAIT", "0.3")
-    assert main("init", "--dest", str(dest))[0] == 0
     started = time.monotonic()
     with lock.run_lock(wait=0):
         code, _out, err = main(*args, "prune", "--dest", str(dest), "--keep-last", "1")
@@ -249,7 +248,6 @@ def test_a_bad_lock_wait_in_the_environment_is_a_usage_error(
 
 def test_global_options_after_the_subcommand(main: Main, dest: Path, tmp_path: Path) -> None:
     log = tmp_path / "vmsnap.log"
-    assert main("init", "--dest", str(dest))[0] == 0
     code, out, err = main("backups", "--dest", str(dest), "-q", "--log-file", str(log))
     assert (code, err) == (0, "")
     assert out.startswith("GUEST")

@@ -129,12 +129,14 @@ def test_prune_unknown_guest_is_not_found(main: Main, dest: Path) -> None:
 def test_a_missing_or_plain_folder_is_not_a_repository(
     main: Main, tmp_path: Path, command: list[str]
 ) -> None:
-    """Status 15, as every command that reads a repository."""
+    """A missing folder is 9 and a folder that is not a repository 15, as for
+    every command that reads a repository."""
     args = command if command[-1] == "--dest" else [*command, "--dest"]
     code, _out, err = main(*args, str(tmp_path / "nope"))
-    assert code == ExitCode.NOT_A_REPOSITORY == 15
+    assert code == ExitCode.DESTINATION == 9
     assert one_line_error(err) == (
-        f"vmsnap: error: {tmp_path / 'nope'} is not a vmsnap repository: no such folder"
+        f"vmsnap: error: repository {tmp_path / 'nope'} does not exist "
+        f"(create one with: vmsnap init --dest {tmp_path / 'nope'})"
     )
     code, _out, err = main(*args, str(tmp_path))
     assert code == ExitCode.NOT_A_REPOSITORY

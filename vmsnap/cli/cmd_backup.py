@@ -148,7 +148,7 @@ def backup_cmd(
     with virt.connection(session.uri(connect)) as conn:
         names = domains or [d.name for d in conn.domains()]
         settings = backup.BackupSettings(
-            dest=session.dest(dest),
+            dest=session.repository(dest),
             quiesce=quiesce or cfg.quiesce or QuiesceMode.AUTO,
             snapshot_size=SizeSpec.parse(snapshot_size) if snapshot_size else cfg.snapshot_size,
             excludes=_parse_excludes(exclude or []) | cfg.excludes_for(set(names)),

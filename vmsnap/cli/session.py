@@ -19,7 +19,7 @@ import typer
 from vmsnap import config
 from vmsnap.cli.core import retention, virt
 from vmsnap.console import make_progress, to_log_file
-from vmsnap.errors import DestinationError, ExitCode, UsageError
+from vmsnap.errors import ExitCode, UsageError
 from vmsnap.hooks import Hooks
 from vmsnap.progress import Progress
 
@@ -50,21 +50,9 @@ class Session:
         """--connect, else $LIBVIRT_DEFAULT_URI, else the configuration file's connect."""
         return connect or virt.default_uri() or self.config().connect
 
-    def dest(self, dest: Path | None) -> Path:
-        """--dest, else the file's; a destination that is missing or not a folder
-        is status 9 for every command (backup, backups, prune)."""
-        chosen = dest or self.config().dest
-        if chosen is None:
-            raise UsageError("--dest DIR is required (or dest in the configuration file)")
-        if not chosen.exists():
-            raise DestinationError(f"destination {chosen} does not exist", hint="create it first")
-        if not chosen.is_dir():
-            raise DestinationError(f"destination {chosen} is not a directory")
-        return chosen
-
     def repository(self, dest: Path | None) -> Path:
-        """--dest, else the file's, as a repository: init may create it, and a
-        missing one is "not a repository" (status 15) for the others."""
+        """--dest, else the file's: the repository (init may create it; for the
+        others a missing folder is status 9, a folder without one 15)."""
         chosen = dest or self.config().dest
         if chosen is None:
             raise UsageError("--dest REPO is required (or dest in the configuration file)")
