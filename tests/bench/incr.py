@@ -100,11 +100,13 @@ class Incremental:
             full_space = du(repo.path)
             change(self.vol, NIGHT_SHARE, seed=1)
             seconds.append(repo.store(self.vol, "vol"))
+        nights = [seconds[-1]]
         for night in range(2, NIGHTS + 1):
             change(self.vol, NIGHT_SHARE, seed=night)
-            repo.store(self.vol, "vol")
+            nights.append(repo.store(self.vol, "vol"))
         first, second = self._row(firsts), self._row(seconds)
         self._table(first, second, full_space, du(repo.path))
+        self._each_night(first, nights)
         return repo, firsts, full_space
 
     @staticmethod
@@ -124,6 +126,18 @@ class Incremental:
             f" {seven / full:.3f}x one full ({full / MIB:.0f} MiB)"
             f"  goal <= 1.2x: {_mark(seven <= 1.2 * full)}",
         ]
+
+    def _each_night(self, first: Stored, nights: list[Stored]) -> None:
+        """Every night of the last round, not only the first (whose chunks may
+        happen to be zeros or data): the slowest and the largest."""
+        slowest = max(n.run.seconds for n in nights)
+        largest = max(n.stored for n in nights) / first.stored
+        speed = first.run.seconds / slowest
+        self.lines.append(
+            f"{f'nights 1-{NIGHTS}, the worst of each':<34} slowest {slowest:.2f} s ({speed:.2f}x"
+            f" as fast as the first), largest {100 * largest:.2f}% of its bytes"
+            f"  goal >= 3x: {_mark(speed >= 3)}; <= 3%: {_mark(largest <= 0.03)}"
+        )
 
     def clones(self) -> None:
         repo = Repo(self.out / "clones")
