@@ -6,6 +6,8 @@ rounds, vmsnap and its peers in turn, and prints medians: throughput in MB/s
 Outputs go to a tmpfs when there is room (so every tool pays the same for its
 writes: memory, not a disk), else next to the data.  Not a pass/fail test: the
 last column says which goal was met.  ``--quick`` runs a small smoke version.
+Then the incremental table (incr.py): ``vmsnap image store`` into a chunk
+repository, night after night, on the same mixed data, in the same run.
 """
 
 from __future__ import annotations
@@ -17,22 +19,15 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from incr import Incremental, Repo
+from pipeline import MIB, VMSNAP, Run, run_pipeline, sha256_file
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-VMSNAP = str(Path(sys.executable).parent / "vmsnap")
-MIB = 1 << 20
 DATA_VERSION = 2  # bumped when gen.py makes other bytes
-
-
-@dataclass
-class Run:
-    seconds: float
-    rss_kib: int  # the largest of the pipeline's processes
 
 
 @dataclass
@@ -54,51 +49,9 @@ class Job:
         return self.size / self.median(label).seconds / 1e6
 
 
-def run_pipeline(
-    stages: Sequence[Sequence[str]], stdout: Path | None = None, *, quiet: bool = False
-) -> Run:
-    """Run ``stages`` connected by pipes; wall time and the largest peak RSS."""
-    start = time.monotonic()
-    procs: list[subprocess.Popen[bytes]] = []
-    prev = None
-    sink = stdout.open("wb") if stdout else subprocess.DEVNULL
-    try:
-        for i, argv in enumerate(stages):
-            last = i == len(stages) - 1
-            proc = subprocess.Popen(
-                argv,
-                stdin=prev,
-                stdout=sink if last else subprocess.PIPE,
-                stderr=subprocess.DEVNULL if quiet else None,
-            )
-            if prev is not None:
-                prev.close()
-            prev = proc.stdout
-            procs.append(proc)
-        rss = 0
-        for proc in procs:
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            if proc.returncode:
-                raise SystemExit(f"{' '.join(proc.args)} failed ({proc.returncode})")  # type: ignore[arg-type]
-            rss = max(rss, usage.ru_maxrss)
-    finally:
-        if stdout:
-            sink.close()  # type: ignore[union-attr]
-    return Run(time.monotonic() - start, rss)
-
-
 def fresh(path: Path) -> Path:
     path.unlink(missing_ok=True)
     return path
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(4 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def zstd_dc_sha256(image: Path) -> str:
@@ -220,7 +173,7 @@ def main() -> None:
     big = generate(data, "mixed", args.big_size_mib)
     out = scratch(data, (3 * args.size_mib + args.big_size_mib // 2) * MIB)  # images + one raw
     bench = Bench(data, out, args.rounds)
-    size = f"{args.size_mib // 1024} GiB" if args.size_mib >= 1024 else f"{args.size_mib} MiB"
+    size = human(args.size_mib)
     try:
         jobs = [
             bench.dump_job(f"dump mixed {size}", mixed),
@@ -231,6 +184,8 @@ def main() -> None:
         big_run = run_pipeline(
             [[VMSNAP, "-q", "image", "dump", str(big), str(fresh(out / "big.zst"))]]
         )
+        clear(out)
+        incremental = incremental_table(mixed, big, out, args)
     finally:
         shutil.rmtree(out, ignore_errors=True)
     goals = {
@@ -243,14 +198,54 @@ def main() -> None:
     print(f"vmsnap image engine, {cpus} CPUs, medians of {args.rounds} rounds, outputs in {out}")
     print(table(jobs, goals))
     small_rss = jobs[0].median("vmsnap").rss_kib / 1024
+    print(rss_line("image dump", small_rss, big_run, size, human(args.big_size_mib)))
+    print()
+    print("\n".join(incremental))
+
+
+def human(mib: int) -> str:
+    return f"{mib // 1024} GiB" if mib >= 1024 else f"{mib} MiB"
+
+
+def clear(out: Path) -> None:
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+
+
+def rss_line(what: str, small_rss: float, big_run: Run, size: str, big_size: str) -> str:
     big_rss = big_run.rss_kib / 1024
     ok = max(small_rss, big_rss) <= 200 and abs(big_rss - small_rss) <= 0.1 * small_rss + 16
-    print(
-        f"peak RSS of vmsnap image dump: {small_rss:.0f} MiB for {size}, {big_rss:.0f} MiB for "
-        f"{args.big_size_mib // 1024 if args.big_size_mib >= 1024 else args.big_size_mib}"
-        f"{' GiB' if args.big_size_mib >= 1024 else ' MiB'} "
-        f"({big_run.seconds:.1f} s); goal <= 200 MiB and flat: {'met' if ok else 'MISSED'}"
+    return (
+        f"peak RSS of vmsnap {what}: {small_rss:.0f} MiB for {size}, {big_rss:.0f} MiB for "
+        f"{big_size} ({big_run.seconds:.1f} s); goal <= 200 MiB and flat: {_mark(ok)}"
     )
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def incremental_table(mixed: Path, big: Path, out: Path, args: argparse.Namespace) -> list[str]:
+    """The rows of ``vmsnap image store`` (tests/bench/incr.py), on the mixed data."""
+    incr = Incremental(mixed, out, args.rounds)
+    repo, firsts, _full = incr.nights()
+    incr.clones()
+    image = out / "single.zst"
+    run_pipeline([[VMSNAP, "-q", "image", "dump", str(incr.vol), str(image)]])
+    ours, theirs = incr.restore(repo, image)
+    vol_size = incr.vol.stat().st_size
+    big_run = Repo(out / "big").store(big, "big").run
+    small_rss = max(f.run.rss_kib for f in firsts) / 1024
+    label = f"restore newest, {human(args.size_mib)}"
+    return [
+        f"incremental: vmsnap image store of mixed {human(args.size_mib)} into a repository,"
+        f" chunk index in its cache folder (medians of {args.rounds} rounds; nights, clones once)",
+        *incr.lines,
+        f"{label:<34} export | zstd -dc {vol_size / ours.seconds / 1e6:.0f} MB/s,"
+        f" zstd -dc of one image {vol_size / theirs.seconds / 1e6:.0f} MB/s:"
+        f" vmsnap is {theirs.seconds / ours.seconds:.2f}x",
+        rss_line("image store", small_rss, big_run, human(args.size_mib), human(args.big_size_mib)),
+    ]
 
 
 if __name__ == "__main__":
