@@ -9,11 +9,9 @@ own (``vmsnap cleanup``) and at the start of every backup and clone.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from vmsnap import journal, lvm, quiesce, store, virt
+from vmsnap import journal, lvm, quiesce, virt
 from vmsnap.errors import LeftBehindError, VmsnapError
 
 log = logging.getLogger(__name__)
@@ -24,7 +22,6 @@ class CleanupReport:
     resumed: list[str] = field(default_factory=list)
     thawed: list[str] = field(default_factory=list)
     snapshots: list[str] = field(default_factory=list)
-    partials: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)  # unfinished new LVs removed
     problems: list[str] = field(default_factory=list)
     unresolved: list[journal.GuestEntry] = field(default_factory=list)
@@ -32,7 +29,7 @@ class CleanupReport:
 
     @property
     def nothing(self) -> bool:
-        return not (self.resumed or self.thawed or self.snapshots or self.partials or self.volumes)
+        return not (self.resumed or self.thawed or self.snapshots or self.volumes)
 
 
 def _release_guest(
@@ -56,17 +53,6 @@ def _release_guest(
                 dom.set_agent_timeout(quiesce.agent_timeout())
                 dom.thaw()
             report.thawed.append(entry.name)
-
-
-def _remove_partial(path: Path, report: CleanupReport, dry_run: bool) -> None:
-    if not path.name.endswith(store.PARTIAL_SUFFIX) or not path.exists():
-        return
-    if not dry_run:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    report.partials.append(str(path))
 
 
 def _remove_unfinished(names: list[str], report: CleanupReport, dry_run: bool) -> None:
@@ -114,8 +100,6 @@ def cleanup(*, dry_run: bool = False, default_uri: str | None = None) -> Cleanup
             except VmsnapError as exc:
                 report.problems.append(f"{entry.name}: {exc}")
                 report.unresolved.append(entry)
-        for partial in left.staging:
-            _remove_partial(Path(partial), report, dry_run)
         _remove_unfinished(left.volumes, report, dry_run)
     _sweep_snapshots(report, dry_run)
     if dry_run:

@@ -39,7 +39,6 @@ class JournalData:
     pid: int
     started: float
     guests: list[GuestEntry] = field(default_factory=list)
-    staging: list[str] = field(default_factory=list)
     volumes: list[str] = field(default_factory=list)  # "VG/LV": new LVs not yet complete
 
 
@@ -86,14 +85,6 @@ class Journal:
         self.data.guests = [g for g in self.data.guests if g.uuid != uuid]
         self.save()
 
-    def note_staging(self, path: Path) -> None:
-        self.data.staging.append(str(path))
-        self.save()
-
-    def forget_staging(self, path: Path) -> None:
-        self.data.staging = [p for p in self.data.staging if p != str(path)]
-        self.save()
-
     def note_volume(self, name: str) -> None:
         """Before ``lvcreate``: the new LV ``VG/LV`` may exist from now on."""
         self.data.volumes.append(name)
@@ -109,7 +100,6 @@ class Journal:
         be released or a new LV it names removed (then ``vmsnap cleanup``
         still has work to do)."""
         if self.data.guests or self.data.volumes:
-            self.data.staging = []
             self.save()
         else:
             self.path.unlink(missing_ok=True)
@@ -128,7 +118,6 @@ def load_left() -> JournalData | None:
         pid=int(raw.get("pid", 0)),
         started=float(raw.get("started", 0.0)),
         guests=[GuestEntry(**g) for g in raw.get("guests", [])],
-        staging=[str(p) for p in raw.get("staging", [])],
         volumes=[str(v) for v in raw.get("volumes", [])],
     )
 

@@ -112,7 +112,7 @@ def GUEST_RESULTS(dest: Path) -> list[GuestResult]:  # noqa: N802 - a constant t
 def CLEANUP_REPORT() -> CleanupReport:  # noqa: N802 - a fresh value each time
     return CleanupReport(
         resumed=["web01"], thawed=["db01"], snapshots=["vg0/web01-root-vmsnap-1"],
-        partials=["/srv/backup/web01/20261104T020000Z.partial"], volumes=["vg0/web02-vda"],
+        volumes=["vg0/web02-vda"],
     )  # fmt: skip
 
 

@@ -214,7 +214,7 @@ def cleanup_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Undo what a dead run left: resume/thaw its guests, remove its snapshots and
-    unpublished folders and the new LVs it had not finished.  Every backup, restore
+    the new LVs it had not finished.  Every backup, restore
     and clone does this first, under the lock."""
     session = Session.of(ctx)
     with run_lock():
@@ -234,7 +234,6 @@ def _print_cleanup(report: cleanup.CleanupReport, dry_run: bool) -> None:
         ("resume guest", report.resumed),
         ("thaw guest", report.thawed),
         ("remove snapshot", report.snapshots),
-        ("remove unpublished", report.partials),
         ("remove unfinished LV", report.volumes),
     )
     for action, items in done_items:

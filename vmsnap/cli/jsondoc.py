@@ -153,7 +153,6 @@ def cleanup_report(report: CleanupReport, dry_run: bool) -> Doc:
         "resumed": list(report.resumed),
         "thawed": list(report.thawed),
         "snapshots": list(report.snapshots),
-        "partials": list(report.partials),
         "volumes": list(report.volumes),
         "problems": list(report.problems),
         "unresolved": [journal_guest(e) for e in report.unresolved],
