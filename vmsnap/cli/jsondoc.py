@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vmsnap.models import Guest
     from vmsnap.repo.jobs import ExportResult, StoreResult
     from vmsnap.repo.repository import Repository
+    from vmsnap.restore import RestoreResult
     from vmsnap.retention import GuestPrune, Policy
     from vmsnap.snapshots import GuestPlan
     from vmsnap.snapstream import DiskResult
@@ -218,6 +219,10 @@ def restored_disk(d: RestoredDisk) -> Doc:
     return dataclasses.asdict(d)
 
 
+def restore_result(result: RestoreResult) -> Doc:
+    return {"backup": result.backup, "disks": [restored_disk(d) for d in result.disks]}
+
+
 def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
     return {
         "name": result.name,
@@ -226,6 +231,7 @@ def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
         "started": result.started,
         "xml": _path(xml_path),
         "domain_xml": result.xml,
+        "backup": result.backup,
         "disks": [restored_disk(d) for d in result.disks],
     }
 
