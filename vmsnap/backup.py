@@ -6,12 +6,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import faults, hooks, image, manifest, store
+from vmsnap import hooks, image
 from vmsnap.discover import REASONS, Inventory, describe
 from vmsnap.errors import DestinationError, ExitCode, Interrupted, UsageError, VmsnapError, worst
 from vmsnap.guard import GuardSettings
@@ -22,6 +20,13 @@ from vmsnap.lock import run_lock
 from vmsnap.models import Guest, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
 from vmsnap.quiesce import Window
+from vmsnap.repo import jobs, refs
+from vmsnap.repo import manifest as rmanifest
+from vmsnap.repo.index import ChunkIndex, open_index
+from vmsnap.repo.manifest import RepoDisk
+from vmsnap.repo.refs import BackupRef
+from vmsnap.repo.repository import Repository, open_local
+from vmsnap.repo.writer import Counts
 from vmsnap.snapshots import (
     DEFAULT_POOL_LIMIT,
     GuestPlan,
@@ -30,7 +35,7 @@ from vmsnap.snapshots import (
     plan_guest,
     run_tags,
 )
-from vmsnap.snapstream import DiskResult, stream_snapshot
+from vmsnap.snapstream import store_snapshot
 from vmsnap.virt import Connection, Domain
 
 log = logging.getLogger(__name__)
@@ -55,33 +60,15 @@ class GuestResult:
     name: str
     plan: GuestPlan | None = None
     error: VmsnapError | None = None
-    directory: Path | None = None
+    backup: BackupRef | None = None  # the published backup
     window: Window | None = None
-    disks: list[DiskResult] = field(default_factory=list)
-    domain_xml_sha256: str = ""
+    disks: list[RepoDisk] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)  # read, new, deduplicated
     skipped: str | None = None  # why --all left this guest out (not a failure)
 
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-@contextmanager
-def _staging(
-    settings: BackupSettings, guest: str, stamp: str, journal: Journal | None
-) -> Iterator[Path]:
-    """A fresh ``.partial`` folder, in the journal, removed unless published."""
-    store.remove_partials(store.guest_dir(settings.dest, guest))
-    staging = store.create_staging(settings.dest, guest, stamp)
-    if journal is not None:
-        journal.note_staging(staging)
-    try:
-        yield staging
-    finally:
-        if staging.exists():
-            store.discard(staging)
-        if journal is not None:
-            journal.forget_staging(staging)
 
 
 def _plan(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan:
@@ -94,68 +81,60 @@ def _plan(guest: Guest, settings: BackupSettings, run_id: str) -> GuestPlan:
     )
 
 
-def run_guest(
-    conn: Connection,
-    dom: Domain,
-    result: GuestResult,
-    settings: BackupSettings,
-    progress: Progress,
-    run_id: str,
-    journal: Journal | None = None,
-    scope: Scope = hooks.NO_SCOPE,
-) -> None:
+def run_guest(run: _Run, dom: Domain, result: GuestResult) -> None:
     """Back up one planned guest, filling in ``result`` as it goes (so that a
     published backup is on record even if removing a snapshot fails after)."""
-    plan = result.plan
+    plan, settings, progress = result.plan, run.settings, run.progress
     assert plan is not None
+    assert run.repo is not None
+    assert run.index is not None
     created = time.time()
-    with _staging(settings, plan.guest.name, store.timestamp(created), journal) as staging:
-        domain_xml = dom.definition().encode()
-        store.write_file(staging / store.DOMAIN_XML, domain_xml)
-        result.domain_xml_sha256 = hashlib.sha256(domain_xml).hexdigest()
-        with guest_snapshots(
-            dom,
-            plan,
-            settings.quiesce,
-            journal=journal,
-            uri=conn.uri,
-            tags=run_tags(run_id),
-            scope=scope.bind(VMSNAP_BACKUP_DIR=str(staging)),
-        ) as (window, snaps):
-            result.window = window
-            progress.job(dom.name, plan.total_bytes)
-            for disk_plan, snap in zip(plan.disks, snaps, strict=True):
-                result.disks.append(
-                    stream_snapshot(
-                        disk_plan.target,
-                        disk_plan.volume,
-                        snap,
-                        staging,
-                        level=settings.level,
-                        progress=progress,
-                        guard_settings=settings.guard,
-                    )
-                )
-            progress.job_done()
-            result.directory = _publish(result, staging, conn.hostname, created)
+    ref = jobs.next_ref(run.repo, plan.guest.name, created)  # what hooks and messages name
+    domain_xml = dom.definition().encode()
+    with guest_snapshots(
+        dom,
+        plan,
+        settings.quiesce,
+        journal=run.journal,
+        uri=run.conn.uri,
+        tags=run_tags(run.run_id),
+        scope=run.scope.bind(VMSNAP_BACKUP_DIR=ref.label),
+    ) as (window, snaps):
+        result.window = window
+        progress.job(dom.name, plan.total_bytes)
+        for disk_plan, snap in zip(plan.disks, snaps, strict=True):
+            disk, counts = store_snapshot(
+                run.repo,
+                run.index,
+                disk_plan.target,
+                disk_plan.volume,
+                snap,
+                level=settings.level,
+                progress=progress,
+                guard_settings=settings.guard,
+            )
+            result.disks.append(disk)
+            result.counts = result.counts + counts
+        progress.job_done()
+        result.backup = _publish(result, ref, domain_xml, run.conn.hostname, created)
 
 
-def _publish(result: GuestResult, staging: Path, host: str, created: float) -> Path:
-    """Seal the manifest into the staging folder and rename it into place."""
+def _publish(
+    result: GuestResult, ref: BackupRef, domain_xml: bytes, host: str, created: float
+) -> BackupRef:
+    """Write domain.xml, then the manifest: the backup exists from then on."""
     assert result.plan is not None
     assert result.window is not None
-    document = manifest.build(
-        host=host,
-        guest=result.plan.guest,
-        domain_xml_sha256=result.domain_xml_sha256,
-        created=created,
-        window=result.window,
-        disks=result.disks,
-        skipped=result.plan.skipped,
+    guest = result.plan.guest
+    part = rmanifest.GuestPart(
+        domain=rmanifest.Domain(
+            guest.name, guest.uuid, guest.hypervisor, hashlib.sha256(domain_xml).hexdigest()
+        ),
+        quiesce=rmanifest.quiesce_doc(result.window),
+        skipped=tuple(result.plan.skipped),
     )
-    store.write_json(staging / store.MANIFEST, document)
-    faults.point("publishing")
-    return store.publish(staging)
+    m = rmanifest.new(guest.name, "guest", tuple(result.disks), created, guest=part, host=host)
+    return jobs.publish_at(ref, m, {refs.DOMAIN_XML: domain_xml})
 
 
 def backup(
@@ -169,7 +148,7 @@ def backup(
     One guest's failure is recorded in its result and does not stop the others.
     """
     conn.require_local()
-    store.check_destination(settings.dest)
+    repo = open_local(settings.dest)  # a repository (15), of a version this vmsnap reads (16)
     domains = _domains(conn, names, settings.exclude_guests)
     unknown = {d for d, _t in settings.excludes} - {d.name for d in domains}
     if unknown:
@@ -177,15 +156,15 @@ def backup(
             f"--exclude names guests that are not backed up: {', '.join(sorted(unknown))}"
         )
     run_id = new_run_id()
-    run = _Run(conn, settings, progress, run_id, every_guest=names is None)
+    run = _Run(conn, settings, progress, run_id, every_guest=names is None, repo=repo)
     if settings.dry_run:
         with run_lock():
             run.inventory = Inventory.load()
             return [_backup_one(run, d) for d in domains]
     run.scope = settings.hooks.scope(
-        VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=str(settings.dest)
+        VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=repo.location
     )
-    with run_job(run.scope) as job:
+    with run_job(run.scope) as job, open_index(repo) as run.index:
         run.journal, run.inventory = job.journal, Inventory.load()
         results = [_backup_one(run, d) for d in domains]
         job.failed = not all(r.ok for r in results)
@@ -215,6 +194,8 @@ class _Run:
     progress: Progress
     run_id: str
     every_guest: bool  # --all: guests with no LV disk are left out, not failed
+    repo: Repository | None = None
+    index: ChunkIndex | None = None
     inventory: Inventory | None = None
     journal: Journal | None = None
     scope: Scope = hooks.NO_SCOPE
@@ -249,9 +230,7 @@ def _backup_one(run: _Run, dom: Domain) -> GuestResult:
             return result
         result.plan = _plan(guest, settings, run.run_id)
         if not settings.dry_run:
-            run_guest(
-                run.conn, dom, result, settings, run.progress, run.run_id, run.journal, run.scope
-            )
+            run_guest(run, dom, result)
     except Interrupted:
         raise
     except VmsnapError as exc:
@@ -269,7 +248,8 @@ def _announce(scope: Scope, result: GuestResult) -> None:
     if result.plan is not None:
         guest = guest.bind(VMSNAP_DOMAIN_UUID=result.plan.guest.uuid)
     if result.error is None:
-        guest.run(hooks.BACKUP_END, VMSNAP_BACKUP_DIR=str(result.directory))
+        assert result.backup is not None
+        guest.run(hooks.BACKUP_END, VMSNAP_BACKUP_DIR=result.backup.label)
     else:
         guest.run(hooks.BACKUP_ABORT, VMSNAP_ERROR=str(result.error))
 

@@ -83,6 +83,11 @@ def to_log_file(level: int, text: str) -> None:
         logger.log(level, "%s", text)
 
 
+def stored_text(new: int, deduplicated: int) -> str:
+    """What a store did with the bytes it read: ``new 4.0 MiB, dedup 28.0 MiB``."""
+    return f"new {human_size(new)}, dedup {human_size(deduplicated)}"
+
+
 class TqdmProgress:
     """Two bars on a terminal: the job (a guest's disks) and the current disk."""
 
@@ -118,6 +123,10 @@ class TqdmProgress:
             if bar is not None:
                 bar.update(nbytes)
 
+    def stored(self, new: int, deduplicated: int) -> None:
+        if self.current is not None:
+            self.current.set_postfix_str(stored_text(new, deduplicated), refresh=False)
+
     def item_done(self) -> None:
         if self.current is not None:
             self.current.close()
@@ -140,6 +149,7 @@ class PlainProgress:
         self.done = 0
         self.next_step = 1
         self.started = 0.0
+        self.counts = ""
 
     def _line(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -150,7 +160,7 @@ class PlainProgress:
 
     def item(self, label: str, total: int | None) -> None:
         self.label, self.total, self.done, self.next_step = label, total, 0, 1
-        self.started = time.monotonic()
+        self.started, self.counts = time.monotonic(), ""
         self._line(f"{label}: started ({human_size(total)})")
 
     def advance(self, nbytes: int) -> None:
@@ -160,13 +170,19 @@ class PlainProgress:
         while (
             self.next_step < PLAIN_STEPS and self.done * PLAIN_STEPS >= self.total * self.next_step
         ):
-            self._line(f"{self.label}: {100 * self.next_step // PLAIN_STEPS}%")
+            self._line(f"{self.label}: {100 * self.next_step // PLAIN_STEPS}%{self.counts}")
             self.next_step += 1
+
+    def stored(self, new: int, deduplicated: int) -> None:
+        self.counts = f", {stored_text(new, deduplicated)}"
 
     def item_done(self) -> None:
         seconds = max(time.monotonic() - self.started, 1e-6)
         rate = human_size(int(self.done / seconds))
-        self._line(f"{self.label}: done, {human_size(self.done)} in {seconds:.1f} s ({rate}/s)")
+        self._line(
+            f"{self.label}: done, {human_size(self.done)} read in {seconds:.1f} s "
+            f"({rate}/s){self.counts}"
+        )
 
     def job_done(self) -> None:
         return None
@@ -181,23 +197,29 @@ class LoggedProgress:
         self.label = ""
         self.done = 0
         self.started = 0.0
+        self.counts = ""
 
     def job(self, label: str, total: int) -> None:
         self.display.job(label, total)
 
     def item(self, label: str, total: int | None) -> None:
         self.label, self.done, self.started = label, 0, time.monotonic()
+        self.counts = ""
         self.display.item(label, total)
 
     def advance(self, nbytes: int) -> None:
         self.done += nbytes
         self.display.advance(nbytes)
 
+    def stored(self, new: int, deduplicated: int) -> None:
+        self.counts = f", {stored_text(new, deduplicated)}"
+        self.display.stored(new, deduplicated)
+
     def item_done(self) -> None:
         self.display.item_done()
         seconds = max(time.monotonic() - self.started, 1e-6)
         size, rate = human_size(self.done), human_size(int(self.done / seconds))
-        log.log(VERBOSE, "%s: %s in %.1f s (%s/s)", self.label, size, seconds, rate)
+        log.log(VERBOSE, "%s: %s in %.1f s (%s/s)%s", self.label, size, seconds, rate, self.counts)
 
     def job_done(self) -> None:
         self.display.job_done()

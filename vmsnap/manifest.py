@@ -14,20 +14,14 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from vmsnap import __version__
 from vmsnap.errors import IntegrityError, NotFoundError
-from vmsnap.models import Guest
 from vmsnap.store import DOMAIN_XML, MANIFEST
-
-if TYPE_CHECKING:  # the writer's inputs; reading needs neither module
-    from vmsnap.quiesce import Window
-    from vmsnap.snapstream import DiskResult
 
 FORMAT = "vmsnap-backup"
 FORMAT_VERSION = 2  # what build() writes
@@ -75,66 +69,7 @@ class Manifest:
         return sum(d.size for d in self.disks)
 
 
-# ---------------------------------------------------------------- writing
-
-
-def build(
-    *,
-    host: str,
-    guest: Guest,
-    domain_xml_sha256: str,
-    created: float,
-    window: Window,
-    disks: Sequence[DiskResult],
-    skipped: Sequence[tuple[str, str]],
-) -> dict[str, Any]:
-    """The sealed manifest of one backup, member for member as vmsnap-format(5) says."""
-    return seal(
-        {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "vmsnap_version": __version__,
-            "host": host,
-            "domain": {
-                "name": guest.name,
-                "uuid": guest.uuid,
-                "hypervisor": guest.hypervisor,
-                "xml_sha256": domain_xml_sha256,
-            },
-            "created": created_text(created),
-            "quiesce": _quiesce_doc(window),
-            "disks": [_disk_doc(d) for d in disks],
-            "skipped": [{"target": t, "reason": r} for t, r in skipped],
-        }
-    )
-
-
-def _quiesce_doc(window: Window) -> dict[str, Any]:
-    return {
-        "requested": str(window.requested),
-        "mode": window.used,
-        "state_before": window.state_before,
-        "window_seconds": round(window.seconds, 3),
-        "frozen_filesystems": window.frozen_filesystems,
-        "note": window.note,
-    }
-
-
-def _disk_doc(d: DiskResult) -> dict[str, Any]:
-    return {
-        "target": d.target,
-        "volume": d.volume,
-        "size": d.size,
-        "chunk_sha256": d.chunk_sha256,
-        "image": d.image,
-        "compressed_size": d.compressed_size,
-        "snapshot": {
-            "kind": d.snapshot_kind,
-            "size": d.snapshot_size,
-            "peak_fill_percent": d.peak_fill_percent,
-            "extended": d.extended,
-        },
-    }
+# ---------------------------------------------------------------- times
 
 
 def created_text(when: float) -> str:

@@ -16,6 +16,10 @@ class Progress(Protocol):
     def advance(self, nbytes: int) -> None:
         """``nbytes`` more bytes of the current item are done."""
 
+    def stored(self, new: int, deduplicated: int) -> None:
+        """Of the current item's bytes read so far, ``new`` were stored new and
+        ``deduplicated`` the repository held already."""
+
     def item_done(self) -> None: ...
 
     def job_done(self) -> None: ...
@@ -31,6 +35,9 @@ class NoProgress:
         return None
 
     def advance(self, nbytes: int) -> None:  # noqa: ARG002 - protocol
+        return None
+
+    def stored(self, new: int, deduplicated: int) -> None:  # noqa: ARG002 - protocol
         return None
 
     def item_done(self) -> None:

@@ -1,37 +1,25 @@
-"""Stream one snapshot into an image file, guarded against COW overflow.
+"""Store one snapshot into the repository, guarded against COW overflow.
 
 A read error from the snapshot is the snapshot's fault (an overflowed COW
-snapshot returns EIO), a write error the destination's; the two are reported
-apart.  Nothing here publishes: the caller renames the folder when all is well.
+snapshot returns EIO), a write error the repository's; the two are reported
+apart.  Nothing here publishes: the caller writes the manifest when all is well.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
-from vmsnap import faults, image, lvm, store
+from vmsnap import lvm
 from vmsnap.errors import IntegrityError
 from vmsnap.guard import GuardSettings, SnapshotGuard, guard_snapshot
 from vmsnap.models import LogicalVolume, human_size
 from vmsnap.progress import Progress
-
-
-@dataclass
-class DiskResult:
-    target: str
-    volume: str
-    size: int
-    chunk_sha256: str
-    image: str
-    compressed_size: int
-    snapshot_kind: str
-    snapshot_size: int | None  # COW space at the end (None: thin)
-    peak_fill_percent: float | None = None  # highest COW fill seen (None: thin)
-    extended: int = 0  # bytes the guard added to the COW space
+from vmsnap.repo.index import ChunkIndex
+from vmsnap.repo.manifest import RepoDisk
+from vmsnap.repo.repository import Repository
+from vmsnap.repo.writer import Counts, ProgressFn, reporting, store_volume
 
 
 class SnapshotReader:
@@ -91,59 +79,49 @@ def watched(
     check_snapshot_valid(snap)
 
 
-def _advance(progress: Progress, guard: SnapshotGuard | None) -> image.ProgressFn:
-    first = [True]
+def _advance(progress: Progress, guard: SnapshotGuard | None) -> ProgressFn:
+    """Per chunk stored: the guard's look (an overflow stops the read at once),
+    then the progress, with what was new and what the repository held."""
 
-    def advance(nbytes: int) -> None:
+    report = reporting(progress)
+
+    def advance(nbytes: int, counts: Counts) -> None:
         if guard is not None:
             guard.check()
-        progress.advance(nbytes)
-        if first[0]:
-            first[0] = False
-            faults.point("streaming")
+        report(nbytes, counts)
 
     return advance
 
 
-def stream_snapshot(
+def store_snapshot(
+    repo: Repository,
+    index: ChunkIndex,
     target: str,
     origin: LogicalVolume,
     snap: LogicalVolume,
-    staging: Path,
     *,
     level: int,
     progress: Progress,
     guard_settings: GuardSettings,
-) -> DiskResult:
-    name = f"{store.safe_component(target)}.img.zst"
-    path = staging / name
+) -> tuple[RepoDisk, Counts]:
+    """Store one snapshot into the repository as the disk ``target``: only the
+    chunks it does not hold yet are compressed and written."""
     progress.item(f"{target} ({origin.full_name})", origin.size)
-    fd = store.open_new(path)
-    try:
-        with (
-            watched(snap, origin.size, guard_settings) as guard,
-            SnapshotReader(snap) as src,
-            os.fdopen(fd, "wb", closefd=False) as out,
-        ):
-            stats = image.compress(
-                src, out, level=level, size=origin.size, progress=_advance(progress, guard)
-            )
-            out.flush()
-            os.fsync(fd)
-    except OSError as exc:
-        raise store.destination_error(exc, path) from exc
-    finally:
-        os.close(fd)
+    with watched(snap, origin.size, guard_settings) as guard, SnapshotReader(snap) as src:
+        disk, counts = store_volume(
+            repo,
+            index,
+            src,
+            target=target,
+            size=origin.size,
+            level=level,
+            progress=_advance(progress, guard),
+        )
     progress.item_done()
-    return DiskResult(
-        target=target,
-        volume=origin.full_name,
-        size=stats.size,
-        chunk_sha256=stats.chunk_sha256,
-        image=name,
-        compressed_size=stats.compressed_size,
-        snapshot_kind=snap.kind,
-        snapshot_size=None if guard is None else guard.size,
-        peak_fill_percent=None if guard is None else round(guard.peak, 2),
-        extended=0 if guard is None else guard.extended,
-    )
+    snapshot = {
+        "kind": snap.kind,
+        "size": None if guard is None else guard.size,
+        "peak_fill_percent": None if guard is None else round(guard.peak, 2),
+        "extended": 0 if guard is None else guard.extended,
+    }
+    return dataclasses.replace(disk, volume=origin.full_name, snapshot=snapshot), counts

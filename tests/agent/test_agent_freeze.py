@@ -22,12 +22,12 @@ import pytest
 from agentkit import URI, VMSNAP, freeze_status, read_guest_file, write_guest_file
 from conftest import Guest
 
-from vmsnap import manifest, virt
+from vmsnap import virt
 from vmsnap.errors import ExitCode, LeftBehindError, QuiesceError
 from vmsnap.journal import Journal, load_left
-from vmsnap.models import Guest as GuestInfo
 from vmsnap.models import QuiesceMode
 from vmsnap.quiesce import quiesced
+from vmsnap.repo import manifest as rmanifest
 
 pytestmark = pytest.mark.agent
 HERE = Path(__file__).parent
@@ -98,16 +98,7 @@ def test_the_filesystem_is_frozen_for_the_window_and_thawed_after(
     assert (window.used, window.frozen_filesystems) == ("freeze", 1)  # the ext4 on vda
     assert hook_calls(guest)[calls:] == ["freeze", "thaw"]
     assert journal_actions() == []
-    info = GuestInfo(guest.name, dom.uuid, "running", "qemu", ())
-    record = manifest.build(
-        host="host",
-        guest=info,
-        domain_xml_sha256="",
-        created=time.time(),
-        window=window,
-        disks=[],
-        skipped=[],
-    )["quiesce"]
+    record = rmanifest.quiesce_doc(window)  # what the backup's manifest records
     assert (record["mode"], record["frozen_filesystems"]) == ("freeze", 1)
 
 

@@ -63,3 +63,11 @@ def no_traceback(stderr: bytes | str) -> str:
     text = stderr.decode() if isinstance(stderr, bytes) else stderr
     assert "Traceback" not in text, text
     return text
+
+
+def stored_objects(repo: Path) -> list[str]:
+    """Every object of a repository but its config, by name (temporaries too):
+    what a run that must write nothing would have left."""
+    return sorted(
+        str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and p.name != "config"
+    )

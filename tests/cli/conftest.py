@@ -15,6 +15,7 @@ from clikit import NODE_XML, Main
 
 from vmsnap import cli, lvm
 from vmsnap.errors import LvmError
+from vmsnap.repo.repository import init_local
 from vmsnap.signals import GATE
 
 
@@ -47,8 +48,9 @@ def uri(tmp_path: Path) -> str:
 
 @pytest.fixture
 def dest(tmp_path: Path) -> Path:
+    """A repository, as ``vmsnap init --dest`` makes it."""
     path = tmp_path / "dest"
-    path.mkdir()
+    init_local(path)
     return path
 
 

@@ -14,9 +14,14 @@ from vmsnap.journal import GuestEntry
 from vmsnap.lvwrite import RestoredDisk
 from vmsnap.models import Disk, DiskSpec, Guest, LogicalVolume, QuiesceMode
 from vmsnap.quiesce import Window
+from vmsnap.repo.backend import LocalBackend
+from vmsnap.repo.layout import Naming
+from vmsnap.repo.manifest import RepoDisk
+from vmsnap.repo.refs import BackupRef
+from vmsnap.repo.repository import RepoConfig, Repository
+from vmsnap.repo.writer import Counts
 from vmsnap.restore import RestoreResult
 from vmsnap.snapshots import DiskPlan, GuestPlan
-from vmsnap.snapstream import DiskResult
 
 MiB = 1 << 20
 
@@ -75,6 +80,12 @@ GUEST = Guest(
 )  # fmt: skip
 
 
+REPO_CONFIG = RepoConfig(
+    id="0123456789abcdef0123456789abcdef", version=3, chunk_size=4 * MiB, digest="sha256",
+    compression="zstd", created="2026-11-01T00:00:00Z",
+)  # fmt: skip
+
+
 def GUEST_RESULTS(dest: Path) -> list[GuestResult]:  # noqa: N802 - a constant that needs dest
     plan = GuestPlan(
         guest=GUEST,
@@ -83,14 +94,17 @@ def GUEST_RESULTS(dest: Path) -> list[GuestResult]:  # noqa: N802 - a constant t
     )
     window = Window(requested=QuiesceMode.AUTO, used="freeze", state_before="running",
                     frozen_filesystems=2, seconds=0.4567, note="agent")  # fmt: skip
-    disk = DiskResult(
-        target="vda", volume="vg0/web01-root", size=64 * MiB, chunk_sha256="ab" * 32,
-        image="vda.img.zst", compressed_size=5 * MiB, snapshot_kind="thick",
-        snapshot_size=16 * MiB, peak_fill_percent=7.5, extended=4 * MiB,
+    snapshot = {"kind": "thick", "size": 16 * MiB, "peak_fill_percent": 7.5, "extended": 4 * MiB}
+    disk = RepoDisk(
+        target="vda", size=64 * MiB, chunk_sha256="ab" * 32, chunks=("cd" * 32,) * 16,
+        new_bytes=8 * MiB, stored_bytes=5 * MiB, volume="vg0/web01-root", snapshot=snapshot,
     )  # fmt: skip
+    repo = Repository(LocalBackend(dest), REPO_CONFIG, Naming())
+    counts = Counts(read=64 * MiB, new=8 * MiB, stored=5 * MiB, deduplicated=56 * MiB,
+                    new_chunks=2, chunks=16)  # fmt: skip
     ok = GuestResult(
-        name="web01", plan=plan, directory=dest / "web01" / "20261104T020000Z",
-        window=window, disks=[disk], domain_xml_sha256="cd" * 32,
+        name="web01", plan=plan, backup=BackupRef(repo, "web01", "20261104T020000Z"),
+        window=window, disks=[disk], counts=counts,
     )  # fmt: skip
     failed = GuestResult(name="web02", error=NoSpaceError("vg0 has 1.0 MiB free", hint="add room"))
     return [ok, failed]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clikit import NODE_XML, PYTHON, Main, no_traceback, one_line_error, vmsnap
+from clikit import NODE_XML, PYTHON, Main, no_traceback, one_line_error, stored_objects, vmsnap
 
 from vmsnap.errors import ExitCode
 
@@ -18,7 +18,7 @@ def test_neither_domain_nor_all(uri: str, dest: Path) -> None:
     run = vmsnap("backup", "--dest", str(dest), "--connect", uri)
     assert run.returncode == ExitCode.USAGE == 2
     assert "--all" in one_line_error(run.stderr)
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 def test_both_domain_and_all(main: Main, uri: str, dest: Path) -> None:
@@ -56,7 +56,7 @@ def test_bad_snapshot_size(uri: str, dest: Path, size: str) -> None:
     run = vmsnap("backup", "web01", "--dest", str(dest), "--connect", uri, "--snapshot-size", size)
     assert run.returncode == 2
     assert f"bad size {size!r}" in one_line_error(run.stderr)
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 @pytest.mark.parametrize("item", ["bad", "web01:", ":xvda"])
@@ -67,7 +67,7 @@ def test_bad_exclude(main: Main, uri: str, dest: Path, item: str) -> None:
     assert code == 2
     assert "DOMAIN:TARGET" in one_line_error(err)
     assert out == ""
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 def test_bad_options_are_usage_errors(main: Main, uri: str, dest: Path) -> None:
@@ -75,14 +75,14 @@ def test_bad_options_are_usage_errors(main: Main, uri: str, dest: Path) -> None:
         code, _out, err = main("backup", "web01", "--dest", str(dest), "--connect", uri, *extra)
         assert code == 2, extra
         assert "Traceback" not in err
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 def test_unknown_guest(main: Main, uri: str, dest: Path) -> None:
     code, _out, err = main("backup", "nosuch", "--dest", str(dest), "--connect", uri)
     assert code == 3
     assert "nosuch" in one_line_error(err)
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 @pytest.mark.usefixtures("host_lvm_empty")
@@ -95,7 +95,7 @@ def test_disk_that_is_not_an_lv(uri: str, dest: Path, tmp_path: Path) -> None:
     assert "--exclude web01:xvda" in out
     err = no_traceback(run.stderr)
     assert "--exclude web01:xvda" in err
-    assert list(dest.iterdir()) == []  # nothing at all, not even the guest's folder
+    assert stored_objects(dest) == []  # nothing at all, not even the guest's folder
     assert (tmp_path / "vmsnap.lock").exists()  # the private lock, not /run/lock
 
 
@@ -125,7 +125,7 @@ def test_dry_run_json_of_all_guests(main: Main, uri: str, dest: Path) -> None:
         assert (result["ok"], result["exit_code"], result["directory"]) == (False, 4, None)
         assert "--exclude" in result["error"]
     assert "--exclude db01:vda" in doc[0]["error"]
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 @pytest.mark.usefixtures("host_lvm_empty")
@@ -135,7 +135,7 @@ def test_excluding_every_disk_leaves_nothing_to_back_up(main: Main, uri: str, de
     )
     assert code == 4
     assert "no LV disks to back up" in out
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 # ---------------------------------------------------------------- no LVM tools
@@ -156,7 +156,7 @@ def test_backup_without_lvm_tools(uri: str, dest: Path, extra: list[str]) -> Non
     assert one_line_error(err) == (
         "vmsnap: error: lvs: command not found (install the lvm2 package)"
     )
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 # ---------------------------------------------------------------- leaving guests out of --all
@@ -206,7 +206,7 @@ def test_all_leaves_out_a_guest_without_any_lv_disk(main: Main, mixed_uri: str, 
     assert code == ExitCode.UNSUPPORTED_DISK  # web01 and db01: a block device that is no LV fails
     assert "files01: left out: no LV disk (file, not an LV)" in out
     assert "web01: FAILED" in out
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 @pytest.mark.usefixtures("host_lvm_empty")

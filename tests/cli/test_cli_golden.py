@@ -29,7 +29,7 @@ from vmsnap.cli import jsondoc
 from vmsnap.image import StreamStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from backupkit import flip_bit, make_backup, random_bytes
+from backupkit import chunk_path, flip_bit, make_backup, random_bytes
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 TIME_KEYS = frozenset({"age_seconds", "at", "newest_good_age_seconds"})
@@ -69,8 +69,7 @@ def stored(dest: Path) -> Path:
     for stamp in ("20261101T020000Z", "20261102T020000Z"):
         make_backup(dest, "web01", stamp, disks={"vda": random_bytes(5000)})
     bad = make_backup(dest, "web02", "20261102T020000Z", disks={"vda": random_bytes(6000, 1)})
-    flip_bit(bad / "vda.img.zst", 60)
-    (dest / "web01" / "20261103T020000Z.partial").mkdir()
+    flip_bit(chunk_path(dest, bad), 60)
     return dest
 
 

@@ -54,9 +54,10 @@ def lab_vg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 @pytest.fixture
-def lab(lab_vg: Lab) -> Iterator[Lab]:
+def lab(lab_vg: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     """The VG, with a check after each test that no snapshot was left behind,
-    and the test's own LVs removed."""
+    and the test's own LVs removed; each test has its own chunk index."""
+    monkeypatch.setenv("VMSNAP_CACHE_DIR", str(tmp_path / "cache"))
     before = lv_names()
     yield lab_vg
     leftovers = lv_names("@vmsnap")

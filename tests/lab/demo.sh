@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`, inside the lab VM: a VG on a loop file, two demo guests described
-# to libvirt (its test driver), then `vmsnap list` and `vmsnap backup --all`.
-# The backups land in build/lab/backups on the host.
+# to libvirt (its test driver), then `vmsnap list`, a repository and two nights
+# of `vmsnap backup --all` with writes between, restore, clone and checkpoint.
+# The repository lands in build/lab/repo on the host.
 set -euo pipefail
 out=$1
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -57,43 +58,49 @@ export LIBVIRT_DEFAULT_URI=test:///tmp/demo-node.xml
 step "vmsnap list"
 run vmsnap list
 
-step "vmsnap backup --all"
-mkdir -p "$out/backups"
-run vmsnap backup --all --dest "$out/backups" --progress
+step "vmsnap init: a chunk repository (format 3), made once"
+export VMSNAP_CACHE_DIR=/tmp/vmsnap-cache  # the chunk index (the host's / is read-only)
+repo_dir="$out/repo"
+run vmsnap init --dest "$repo_dir"
 
-step "What was written"
-run find "$out/backups" -type f -printf '%M %10s  %P\n'
-manifest=$(ls -d "$out"/backups/web01/*/ | head -n 1)manifest.json
-run cat "$manifest"
+step "Night 1: vmsnap backup --all (every chunk is new)"
+run vmsnap backup --all --dest "$repo_dir" --progress
 
-step "Check: plain zstd -dc gives back the exact bytes of each volume"
+step "During the day: db01 writes 6 MiB, web01's data disk 1 MiB"
+dd if=/dev/urandom of=/dev/demovg/db01-disk bs=1M count=6 seek=20 conv=notrunc,fsync status=none
+dd if=/dev/urandom of=/dev/demovg/web01-data bs=1M count=1 seek=3 conv=notrunc,fsync status=none
+
+step "Night 2: vmsnap backup --all (only the changed chunks are stored)"
+run vmsnap backup --all --dest "$repo_dir" --progress
+
+step "vmsnap backups: both nights of each guest, what each stored new"
+run vmsnap backups --dest "$repo_dir"
+
+step "What was written (chunks are shared by both nights)"
+run du -sh "$repo_dir/chunks"
+printf '%s chunk files\n' "$(find "$repo_dir/chunks" -type f | wc -l)"
+manifest=$(ls -d "$repo_dir"/backups/web01/*/ | tail -n 1)manifest.json
+run jq '{format_version, domain, quiesce, disks: [.disks[] | {target, volume, size, new_bytes, stored_bytes, chunks: (.chunks | length)}]}' "$manifest"
+
+step "Check: stock tools (jq, cat, zstd -dc) give back the exact bytes of each volume"
 for pair in web01/xvda:web01-root web01/xvdb:web01-data db01/vda:db01-disk; do
-  img=$(ls "$out"/backups/"${pair%%/*}"/*/"$(basename "${pair%%:*}")".img.zst)
-  a=$(zstd -dc "$img" | sha256sum | cut -c1-16)
+  m=$(ls -d "$repo_dir"/backups/"${pair%%/*}"/*/ | tail -n 1)manifest.json
+  a=$(cd "$repo_dir" && jq -r --arg t "$(basename "${pair%%:*}")" \
+        '.disks[] | select(.target == $t) | .chunks[] | "chunks/\(.[0:2])/\(.).zst"' "$m" |
+      xargs -r cat | zstd -dc | sha256sum | cut -c1-16)
   b=$(sha256sum < /dev/demovg/"${pair#*:}" | cut -c1-16)
-  printf '%-28s image %s  volume %s  %s\n' "${pair%%:*}" "$a" "$b" "$([ "$a" = "$b" ] && echo OK || echo MISMATCH)"
+  printf '%-28s stored %s  volume %s  %s\n' "${pair%%:*}" "$a" "$b" "$([ "$a" = "$b" ] && echo OK || echo MISMATCH)"
   [ "$a" = "$b" ]
 done
 
-step "vmsnap verify: decode every image, check it against the sealed manifest"
-run vmsnap verify "$out/backups"
+step "vmsnap verify --read-data: every chunk of every backup decoded and checked"
+run vmsnap verify --dest "$repo_dir" --read-data
 
-step "vmsnap restore: web01's data disk onto a new thin LV (sparse), checked while written"
-web01=$(ls -d "$out"/backups/web01/*/ | head -n 1)
-run vmsnap restore "$web01" --disk xvdb --vg demovg --thin-pool pool --name web01-data-restored
+step "vmsnap restore: web01's data disk as of night 1 onto a new thin LV (sparse), checked while written"
+first=$(ls -d "$repo_dir"/backups/web01/*/ | head -n 1)
+run vmsnap restore --dest "$repo_dir" web01 --at "$(basename "$first")" --disk xvdb \
+  --vg demovg --thin-pool pool --name web01-data-restored
 run lvs -o lv_name,lv_size,data_percent demovg/web01-data-restored
-
-step "The chunk repository (foundation): two nights of the restored data disk, a write between"
-# vmsnap backup still writes the folders above; image store is the repository's first writer.
-run vmsnap init --dest "$out/repo"
-run vmsnap image store /dev/demovg/web01-data-restored --dest "$out/repo" --name web01-data
-dd if=/dev/urandom of=/dev/demovg/web01-data-restored bs=1M count=4 seek=8 conv=notrunc,fsync status=none
-run vmsnap image store /dev/demovg/web01-data-restored --dest "$out/repo" --name web01-data
-run vmsnap export --dest "$out/repo" web01-data -o "$out/web01-data.img.zst"
-a=$(zstd -dc "$out/web01-data.img.zst" | sha256sum | cut -c1-16)
-b=$(sha256sum < /dev/demovg/web01-data-restored | cut -c1-16)
-printf 'second night: exported %s  volume %s  %s\n' "$a" "$b" "$([ "$a" = "$b" ] && echo OK || echo MISMATCH)"
-[ "$a" = "$b" ]
 
 step "vmsnap clone: web02 from the live web01 template (new LVs, name, UUID, MACs)"
 cd "$out"
@@ -121,4 +128,4 @@ step "No snapshot left behind"
 run lvs -o lv_name,lv_tags demovg
 [ -z "$(lvs --noheadings @vmsnap)" ] && echo "none tagged @vmsnap"
 vgremove -q -f demovg >/dev/null; losetup -d "$loop"
-echo; echo "demo: backups are in build/lab/backups"
+echo; echo "demo: the repository is build/lab/repo (vmsnap backups --dest build/lab/repo)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vmsnap.progress import NoProgress
+from vmsnap.repo import layout, refs
+from vmsnap.repo.repository import init_local, open_local
 
 REPO = Path(__file__).resolve().parents[2]
 VMSNAP = [sys.executable, "-m", "vmsnap"]
@@ -264,3 +267,52 @@ def start_libvirtd(state: Path) -> str:
 
 def virsh(uri: str, *args: str, check: bool = True) -> str:
     return sh("virsh", "-c", uri, *args, check=check).stdout.strip()
+
+
+# ---------------------------------------------------------------- repositories
+
+
+def new_repo(tmp_path: Path, name: str = "dest") -> Path:
+    """A new repository, as ``vmsnap init --dest`` makes it."""
+    path = tmp_path / name
+    init_local(path)
+    return path
+
+
+def backups_of(dest: Path, guest: str) -> list[Path]:
+    """The folders of a guest's published backups, oldest first."""
+    return [dest / r.prefix.rstrip("/") for r in refs.backups(open_local(dest), guest)]
+
+
+def only_backup(dest: Path, guest: str) -> Path:
+    found = backups_of(dest, guest)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def chunk_files(dest: Path, folder: Path, target: str) -> list[Path]:
+    """The chunk files of a backed-up disk, in order (what the stock recipe cats)."""
+    doc = json.loads((folder / layout.MANIFEST).read_text())
+    disk = next(d for d in doc["disks"] if d["target"] == target)
+    return [dest / layout.chunk_name(c) for c in disk["chunks"]]
+
+
+def stock_sha(dest: Path, folder: Path, target: str) -> str:
+    """sha256 of a backed-up disk as stock tools give it back: its chunk
+    files, concatenated in order, through ``zstd -dc``."""
+    files = chunk_files(dest, folder, target)
+    cat = subprocess.Popen(["cat", *map(str, files)], stdout=subprocess.PIPE)
+    out = subprocess.run(["zstd", "-dc"], stdin=cat.stdout, capture_output=True, check=True)
+    assert cat.wait() == 0
+    return hashlib.sha256(out.stdout).hexdigest()
+
+
+def stored_objects(dest: Path) -> list[str]:
+    """Every object of a repository but its config (temporaries too)."""
+    return sorted(
+        str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.name != "config"
+    )
+
+
+def chunk_count(dest: Path) -> int:
+    return sum(1 for p in (dest / "chunks").rglob("*.zst") if not p.name.startswith("."))

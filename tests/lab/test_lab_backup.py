@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -12,14 +11,19 @@ from labkit import (
     VG,
     Lab,
     MiB,
+    chunk_files,
     chunk_sha256_of,
     disk_xml,
     domain_xml,
     lv_names,
+    new_repo,
     node_uri,
+    only_backup,
     pattern,
     sh,
     sha256_of,
+    stock_sha,
+    stored_objects,
     vmsnap,
     write_device,
 )
@@ -31,16 +35,9 @@ from vmsnap.models import QuiesceMode, SizeSpec
 from vmsnap.progress import NoProgress
 
 
-def zstd_sha(image: Path) -> str:
-    raw = subprocess.run(["zstd", "-dc", str(image)], capture_output=True, check=True).stdout
-    return hashlib.sha256(raw).hexdigest()
-
-
-def only_backup(dest: Path, guest: str) -> Path:
-    folders = list((dest / guest).iterdir())
-    assert len(folders) == 1, folders
-    assert not folders[0].name.endswith(".partial")
-    return folders[0]
+def published(dest: Path) -> list[str]:
+    """The objects under backups/ (chunks aside): what a failed run must not leave."""
+    return [o for o in stored_objects(dest) if o.startswith("backups/")]
 
 
 def test_backup_all_thick_thin_ext4(lab: Lab, tmp_path: Path) -> None:
@@ -59,8 +56,7 @@ def test_backup_all_thick_thin_ext4(lab: Lab, tmp_path: Path) -> None:
             domain_xml("db01", [disk_xml("vda", thin)]),
         ],
     )
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     run = vmsnap("backup", "--all", "--dest", str(dest), "--connect", uri, "--json")
     assert run.returncode == 0, run.stderr
     results = {r["name"]: r for r in json.loads(run.stdout)}
@@ -68,7 +64,7 @@ def test_backup_all_thick_thin_ext4(lab: Lab, tmp_path: Path) -> None:
 
     web = only_backup(dest, "web01")
     manifest = json.loads((web / "manifest.json").read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["domain"]["name"] == "web01"
     assert manifest["quiesce"]["mode"] == "freeze"  # the test driver answers fs-freeze
     assert manifest["quiesce"]["window_seconds"] >= 0
@@ -76,20 +72,25 @@ def test_backup_all_thick_thin_ext4(lab: Lab, tmp_path: Path) -> None:
     assert disks["xvda"]["chunk_sha256"] == chunk_sha256_of(root)
     assert disks["xvda"]["size"] == 24 * MiB
     assert disks["xvda"]["snapshot"]["kind"] == "thick"
-    assert zstd_sha(web / "xvda.img.zst") == sums[root]
-    assert zstd_sha(web / "xvdb.img.zst") == sums[data]
+    assert stock_sha(dest, web, "xvda") == sums[root]
+    assert stock_sha(dest, web, "xvdb") == sums[data]
     assert (web / "domain.xml").read_text().startswith("<domain")
-    assert oct((web / "xvda.img.zst").stat().st_mode & 0o777) == "0o600"
+    chunk = chunk_files(dest, web, "xvda")[0]
+    assert oct(chunk.stat().st_mode & 0o777) == "0o600"
     assert oct(web.stat().st_mode & 0o777) == "0o700"
+    assert oct(chunk.parent.stat().st_mode & 0o777) == "0o700"
 
     db = only_backup(dest, "db01")
     dbm = json.loads((db / "manifest.json").read_text())
     assert dbm["disks"][0]["snapshot"]["kind"] == "thin"
-    assert zstd_sha(db / "vda.img.zst") == sums[thin]
+    assert stock_sha(dest, db, "vda") == sums[thin]
 
     # the ext4 image really holds the files
     restored = tmp_path / "root.raw"
-    subprocess.run(["zstd", "-dq", str(web / "xvda.img.zst"), "-o", str(restored)], check=True)
+    files = [str(p) for p in chunk_files(dest, web, "xvda")]
+    cat = subprocess.Popen(["cat", *files], stdout=subprocess.PIPE)
+    subprocess.run(["zstd", "-dq", "-o", str(restored)], stdin=cat.stdout, check=True)
+    assert cat.wait() == 0
     listing = sh("debugfs", "-R", "cat /hello.txt", str(restored)).stdout
     assert "hello from the domU" in listing
 
@@ -113,8 +114,7 @@ def test_origin_written_during_copy(lab: Lab, tmp_path: Path, thin: bool) -> Non
     origin = lab.lv(f"busy-{'thin' if thin else 'thick'}", 16, thin=thin)
     before = sha256_of(origin)
     uri = node_uri(tmp_path, [domain_xml("busy", [disk_xml("vda", origin)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     # room for every block the writer changes (the overflow guard has its own tests)
     settings = backup.BackupSettings(
         dest=dest, hooks=NO_HOOKS, quiesce=QuiesceMode.PAUSE, snapshot_size=SizeSpec(percent=100)
@@ -127,7 +127,7 @@ def test_origin_written_during_copy(lab: Lab, tmp_path: Path, thin: bool) -> Non
     assert results[0].window.used == "pause"
     assert sha256_of(origin) != before  # the writer really wrote
     folder = only_backup(dest, "busy")
-    assert zstd_sha(folder / "vda.img.zst") == before
+    assert stock_sha(dest, folder, "vda") == before
 
 
 class _InterruptMidStream(NoProgress):
@@ -140,8 +140,7 @@ def test_cow_overflow_fails_cleanly(lab: Lab, tmp_path: Path) -> None:
     error, nothing is published, the snapshot is removed."""
     origin = lab.lv("overflow", 16)
     uri = node_uri(tmp_path, [domain_xml("ovf", [disk_xml("vda", origin)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     settings = backup.BackupSettings(
         dest=dest, hooks=NO_HOOKS, snapshot_size=SizeSpec(size=4 << 20)
     )
@@ -150,29 +149,27 @@ def test_cow_overflow_fails_cleanly(lab: Lab, tmp_path: Path) -> None:
     assert not results[0].ok
     assert "overflowed" in str(results[0].error)
     assert "--snapshot-size" in str(results[0].error)
-    assert list((dest / "ovf").iterdir()) == []
+    assert published(dest) == []
 
 
 def test_interrupt_mid_stream_removes_everything(lab: Lab, tmp_path: Path) -> None:
     a = lab.lv("int-a", 8)
     b = lab.lv("int-b", 8, thin=True)
     uri = node_uri(tmp_path, [domain_xml("g", [disk_xml("vda", a), disk_xml("vdb", b)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     settings = backup.BackupSettings(dest=dest, hooks=NO_HOOKS, quiesce=QuiesceMode.PAUSE)
     with virt.connection(uri) as conn:
         with pytest.raises(Interrupted):
             backup.backup(conn, ["g"], settings, _InterruptMidStream())
         assert conn.domain("g").state() == "running"
     assert not lv_names("@vmsnap")
-    assert list((dest / "g").iterdir()) == []
+    assert published(dest) == []
 
 
 def test_paused_guest_stays_paused(lab: Lab, tmp_path: Path) -> None:
     disk = lab.lv("paused-disk", 4)
     uri = node_uri(tmp_path, [domain_xml("p", [disk_xml("vda", disk)], runstate=3)])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     for mode in (QuiesceMode.AUTO, QuiesceMode.PAUSE, QuiesceMode.FREEZE):
         settings = backup.BackupSettings(dest=dest, hooks=NO_HOOKS, quiesce=mode)
         with virt.connection(uri) as conn:
@@ -186,15 +183,14 @@ def test_paused_guest_stays_paused(lab: Lab, tmp_path: Path) -> None:
 def test_dry_run_changes_nothing(lab: Lab, tmp_path: Path) -> None:
     disk = lab.lv("dry", 8)
     uri = node_uri(tmp_path, [domain_xml("dry", [disk_xml("vda", disk)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     before = lv_names()
     run = vmsnap("backup", "dry", "--dest", str(dest), "--connect", uri, "--dry-run")
     assert run.returncode == 0, run.stderr
     assert "would back up" in run.stdout
     assert f"{VG}/dry" in run.stdout
     assert lv_names() == before
-    assert list(dest.iterdir()) == []
+    assert stored_objects(dest) == []
 
 
 def test_backup_all_leaves_out_guests_without_lvs_and_excluded_ones(
@@ -215,8 +211,7 @@ def test_backup_all_leaves_out_guests_without_lvs_and_excluded_ones(
             domain_xml("desktop", [disk_xml("vda", skipped_disk)]),
         ],
     )
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     run = vmsnap("backup", "--all", "--exclude-guest", "desktop", "--dest", str(dest),
                  "--connect", uri, "--quiesce", "pause", "--json")  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -229,8 +224,8 @@ def test_backup_all_leaves_out_guests_without_lvs_and_excluded_ones(
     }
     assert doc["keep"]["ok"]
     assert doc["keep"]["directory"]
-    assert sorted(p.name for p in dest.iterdir()) == ["keep"]
-    assert zstd_sha(only_backup(dest, "keep") / "vda.img.zst") == sha256_of(disk)
+    assert {o.split("/")[1] for o in published(dest)} == {"keep"}
+    assert stock_sha(dest, only_backup(dest, "keep"), "vda") == sha256_of(disk)
     assert not lv_names("@vmsnap")
     named = vmsnap("backup", "files01", "--dest", str(dest), "--connect", uri)
     assert named.returncode == 4  # named on the command line: it still fails

@@ -14,7 +14,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from labkit import VMSNAP, Lab, RealGuest, lv_names, stopped, virsh, vmsnap
+from labkit import (
+    VMSNAP,
+    Lab,
+    RealGuest,
+    backups_of,
+    lv_names,
+    new_repo,
+    stopped,
+    stored_objects,
+    virsh,
+    vmsnap,
+)
 
 
 def start_backup(
@@ -28,21 +39,12 @@ def start_backup(
 
 
 def published(dest: Path, guest: str) -> list[Path]:
-    folder = dest / guest
-    return (
-        sorted(p for p in folder.iterdir() if not p.name.endswith(".partial"))
-        if folder.exists()
-        else []
-    )
+    return backups_of(dest, guest)
 
 
-def unpublished(dest: Path, guest: str) -> list[Path]:
-    folder = dest / guest
-    return (
-        sorted(p for p in folder.iterdir() if p.name.endswith(".partial"))
-        if folder.exists()
-        else []
-    )
+def temporaries(dest: Path) -> list[str]:
+    """Half-written objects of a killed writer: dotted temporary files."""
+    return [o for o in stored_objects(dest) if o.rsplit("/", 1)[-1].startswith(".")]
 
 
 @pytest.mark.parametrize(
@@ -60,8 +62,7 @@ def test_kill_9_then_cleanup(
 ) -> None:  # fmt: skip
     disk = lab.lv(f"k9-{point}", 24)
     guest = real_guest(f"k9{point}", {"vda": disk})
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     proc = start_backup(libvirtd, guest, dest, point, "--quiesce", quiesce)
     stopped(proc)
     assert virsh(libvirtd, "domstate", guest) == state_while_stopped
@@ -74,11 +75,10 @@ def test_kill_9_then_cleanup(
     assert run.returncode == 0, run.stderr
     assert virsh(libvirtd, "domstate", guest) == "running"
     assert not lv_names("@vmsnap")
-    assert unpublished(dest, guest) == []
     if point == "window":
         assert f"resume guest {guest}" in run.stdout
-    run = vmsnap("verify", str(dest), check=False)
-    assert run.returncode == 3  # no backup there at all, good or partial
+    run = vmsnap("verify", "--dest", str(dest), check=False)
+    assert run.returncode == 3, run.stderr  # no backup there at all
 
     again = vmsnap("backup", guest, "--dest", str(dest), "--connect", libvirtd)
     assert again.returncode == 0, again.stderr
@@ -91,8 +91,7 @@ def test_signal_mid_stream(
 ) -> None:
     disk = lab.lv(f"sig-{signum}", 24)
     guest = real_guest(f"sig{signum}", {"vda": disk})
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     proc = start_backup(libvirtd, guest, dest, "streaming", "--quiesce", "pause")
     stopped(proc)
     proc.send_signal(signum)
@@ -104,7 +103,8 @@ def test_signal_mid_stream(
     assert "interrupted" in errors[0]
     assert virsh(libvirtd, "domstate", guest) == "running"
     assert not lv_names("@vmsnap")
-    assert list((dest / guest).iterdir()) == []
+    assert published(dest, guest) == []
+    assert temporaries(dest) == []  # an orderly stop removes its half-written chunk
 
 
 def test_guest_paused_before_stays_paused_even_after_a_crash(
@@ -113,8 +113,7 @@ def test_guest_paused_before_stays_paused_even_after_a_crash(
     disk = lab.lv("prepaused", 16)
     guest = real_guest("prepaused", {"vda": disk})
     virsh(libvirtd, "suspend", guest)
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     run = vmsnap("backup", guest, "--dest", str(dest), "--connect", libvirtd, "--quiesce", "pause")
     assert run.returncode == 0, run.stderr
     assert virsh(libvirtd, "domstate", guest) == "paused"
@@ -136,8 +135,7 @@ def test_pause_mode_on_a_real_hypervisor(
     """The whole path against qemu: snapshot of an LV held open by a running guest."""
     disk = lab.lv("realrun", 16)
     guest = real_guest("realrun", {"vda": disk})
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     run = vmsnap("backup", guest, "--dest", str(dest), "--connect", libvirtd, "--json")
     assert run.returncode == 0, run.stderr
     assert '"mode": "pause"' in run.stdout  # no guest agent: auto fell back to pause

@@ -15,6 +15,7 @@ from labkit import (
     disk_xml,
     domain_xml,
     lv_names,
+    new_repo,
     node_uri,
     pattern,
     sh,
@@ -34,8 +35,7 @@ def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> N
     before = sha256_of(origin)
     before_digest = chunk_sha256_of(origin)
     uri = node_uri(tmp_path, [domain_xml("grow", [disk_xml("vda", origin)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     settings = backup.BackupSettings(
         dest=dest,
         hooks=NO_HOOKS,
@@ -46,8 +46,8 @@ def test_guard_extends_a_filling_snapshot_in_time(lab: Lab, tmp_path: Path) -> N
     with virt.connection(uri) as conn:
         results = backup.backup(conn, ["grow"], settings, SlowWriter(origin))
     assert results[0].ok, results[0].error
-    assert results[0].directory is not None
-    manifest = json.loads((results[0].directory / "manifest.json").read_text())
+    assert results[0].backup is not None
+    manifest = json.loads((Path(results[0].backup.label) / "manifest.json").read_text())
     disk = manifest["disks"][0]
     assert disk["snapshot"]["peak_fill_percent"] > 0
     assert disk["snapshot"]["extended"] > 0  # the guard grew it
@@ -61,8 +61,7 @@ def test_thin_pool_near_full_is_refused_before_snapshotting(lab: Lab, tmp_path: 
     disk = f"/dev/{VG}/crowded"
     write_device(disk, pattern("fill", 15 * MiB))  # the pool is now ~94% full
     uri = node_uri(tmp_path, [domain_xml("crowd", [disk_xml("vda", disk)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     before = lv_names()
     run = vmsnap("backup", "crowd", "--dest", str(dest), "--connect", uri)
     assert run.returncode == 5, run.stderr

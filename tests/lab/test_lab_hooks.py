@@ -12,7 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labkit import VG, Lab, disk_xml, domain_xml, lv_names, node_uri
+from labkit import (
+    VG,
+    Lab,
+    backups_of,
+    disk_xml,
+    domain_xml,
+    lv_names,
+    new_repo,
+    node_uri,
+    only_backup,
+)
 
 from vmsnap import backup, checkpoint, clone, hooks, restore, virt
 from vmsnap.errors import ExitCode, HookError
@@ -78,8 +88,7 @@ def test_backup_hooks_in_order_and_a_veto_leaves_nothing(
             domain_xml("upgrading", [disk_xml("vda", vetoed_disk)]),
         ],
     )
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     settings = backup.BackupSettings(
         dest=dest, quiesce=QuiesceMode.PAUSE, hooks=Hooks(hook_dir, timeout=30)
     )
@@ -90,7 +99,7 @@ def test_backup_hooks_in_order_and_a_veto_leaves_nothing(
     assert isinstance(upgrading.error, HookError)
     assert upgrading.error.exit_code == ExitCode.HOOK
     assert "20-veto at pre-quiesce exited with status 1" in str(upgrading.error)
-    assert not (dest / "upgrading").exists() or not any((dest / "upgrading").iterdir())
+    assert backups_of(dest, "upgrading") == []
     assert not lv_names("@vmsnap")
 
     seen = records(log)
@@ -107,12 +116,13 @@ def test_backup_hooks_in_order_and_a_veto_leaves_nothing(
     by_phase = {(r[2], r[4]): r for r in seen}
     assert all(r[3] == "backup" and r[12] == str(dest) for r in seen)
     pre = by_phase["pre-quiesce", "good"]
-    assert pre[5].endswith(".partial")
+    assert good.backup is not None
+    assert pre[5] == good.backup.label  # where it will be published
     assert (pre[6], pre[7]) == ("pause", ok_disk)
     post = by_phase["post-snapshot", "good"]
     assert post[6] == "pause"  # the mode used; the guest is already resumed
     assert post[8].startswith("/dev/labvg/hk-ok-vmsnap-")
-    assert by_phase["backup-end", "good"][5] == str(good.directory)
+    assert by_phase["backup-end", "good"][5] == str(only_backup(dest, "good"))
     assert "mid-upgrade" not in by_phase["backup-abort", "upgrading"][10]
     assert "20-veto" in by_phase["backup-abort", "upgrading"][10]
     assert by_phase["job-end", ""][9] == "failed"

@@ -17,17 +17,30 @@ from labkit import (
     VMSNAP,
     Lab,
     MiB,
+    backups_of,
     disk_xml,
     domain_xml,
     lv_names,
+    new_repo,
     node_uri,
     sh,
     sha256_of,
+    stored_objects,
     vmsnap,
 )
 
 
+def one_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("vmsnap: error:")]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
 def test_destination_full(lab: Lab, tmp_path: Path) -> None:
+    """A full disk during a chunk write: exit 9, one line, and nothing lost:
+    the backup made before still verifies, no half-written chunk is left."""
+    small = lab.lv("small", 4)
+    sh("sh", "-c", f"head -c {3 * MiB} /dev/urandom > {small}")
     disk = lab.lv("bulky", 48)
     sh("sh", "-c", f"head -c {40 * MiB} /dev/urandom > {disk}")  # incompressible
     backing = tmp_path / "small.img"
@@ -37,12 +50,24 @@ def test_destination_full(lab: Lab, tmp_path: Path) -> None:
     mount.mkdir()
     sh("mount", "-o", "loop", str(backing), str(mount))
     try:
-        uri = node_uri(tmp_path, [domain_xml("bulky", [disk_xml("vda", disk)])])
+        uri = node_uri(
+            tmp_path,
+            [
+                domain_xml("small", [disk_xml("vda", small)]),
+                domain_xml("bulky", [disk_xml("vda", disk)]),
+            ],
+        )
+        assert vmsnap("init", "--dest", str(mount)).returncode == 0
+        run = vmsnap("backup", "small", "--dest", str(mount), "--connect", uri)
+        assert run.returncode == 0, run.stderr
         run = vmsnap("backup", "bulky", "--dest", str(mount), "--connect", uri)
         assert run.returncode == 9, run.stderr
-        assert "destination full" in run.stderr
+        assert "destination full" in one_line(run.stderr)
         assert not lv_names("@vmsnap")
-        assert list((mount / "bulky").iterdir()) == []
+        assert backups_of(mount, "bulky") == []
+        assert [o for o in stored_objects(mount) if "/." in o] == []  # no temporary left
+        run = vmsnap("verify", "--dest", str(mount), "--read-data")
+        assert run.returncode == 0, run.stderr + run.stdout  # small's backup lost nothing
     finally:
         sh("umount", str(mount))
 
@@ -50,8 +75,7 @@ def test_destination_full(lab: Lab, tmp_path: Path) -> None:
 def test_busy_snapshot_removal_is_retried(lab: Lab, tmp_path: Path) -> None:
     disk = lab.lv("busy-rm", 8)
     uri = node_uri(tmp_path, [domain_xml("busyrm", [disk_xml("vda", disk)])])
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     env = dict(os.environ, VMSNAP_FAILPOINT="publishing")
     proc = subprocess.Popen(
         [*VMSNAP, "backup", "busyrm", "--dest", str(dest), "--connect", uri, "--no-progress"],
@@ -80,16 +104,15 @@ def test_hostile_guest_names(lab: Lab, tmp_path: Path, name: str) -> None:
     disk = lab.lv(f"hostile{HOSTILE.index(name)}", 4)
     uri = node_uri(tmp_path, [domain_xml(escape(name, {'"': "&quot;", "'": "&apos;"}),
                                          [disk_xml("vda", disk)])])  # fmt: skip
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     run = vmsnap("backup", "--all", "--dest", str(dest), "--connect", uri)
     assert run.returncode == 0, run.stderr
-    (folder,) = dest.iterdir()  # exactly one guest folder, inside dest
-    assert folder.parent == dest
+    (folder,) = (dest / "backups").iterdir()  # exactly one guest folder, inside dest
     assert "/" not in folder.name
     assert not folder.name.startswith((".", "-"))
     (backup,) = folder.iterdir()
-    assert (backup / "vda.img.zst").exists()
+    assert (backup / "manifest.json").exists()
+    assert backups_of(dest, name) == [backup]  # and read back under its own name
     assert not lv_names("@vmsnap")
     assert not (tmp_path / "escape").exists()
 
@@ -110,8 +133,7 @@ def test_lv_names_at_the_length_limit(lab: Lab, tmp_path: Path) -> None:
     longest = longest_lv_name()
     fits = "f" * (127 - len(VG) - 1 - len("-real"))
     lab.lv(fits, 4)
-    dest = tmp_path / "dest"
-    dest.mkdir()
+    dest = new_repo(tmp_path)
     uri = node_uri(
         tmp_path,
         [
@@ -153,13 +175,12 @@ def test_read_errors_under_the_origin(lab: Lab, tmp_path: Path) -> None:
         sh("vgcreate", "-q", "flakyvg", "/dev/mapper/vmsnapflaky")
         sh("lvcreate", "-q", "-y", "-Zn", "-Wn", "-L", "24m", "-n", "bad", "flakyvg")
         uri = node_uri(tmp_path, [domain_xml("flaky", [disk_xml("vda", "/dev/flakyvg/bad")])])
-        dest = tmp_path / "dest"
-        dest.mkdir()
+        dest = new_repo(tmp_path)
         run = vmsnap("backup", "flaky", "--dest", str(dest), "--connect", uri)
         assert run.returncode == 10, run.stderr
         assert "read error" in run.stderr
         assert not lv_names("@vmsnap")
-        assert list((dest / "flaky").iterdir()) == []
+        assert backups_of(dest, "flaky") == []
     finally:
         sh("vgremove", "-f", "flakyvg", check=False)
         sh("pvremove", "-f", "/dev/mapper/vmsnapflaky", check=False)

@@ -25,13 +25,14 @@ def guest(tmp_path: Path, name: str, disks: dict[str, str]) -> str:
 def test_nightly_backups_with_the_configuration_file(lab: Lab, tmp_path: Path) -> None:
     uri = guest(tmp_path, "nightly", {"vda": lab.lv("nightly-root", 8)})
     dest = tmp_path / "backup"
-    dest.mkdir()
     conf = tmp_path / "vmsnap.toml"
     conf.write_text(
         f'connect = "{uri}"\ndest = "{dest}"\n\n'
         "[retention]\nkeep_daily = 7\nkeep_weekly = 4\nkeep_monthly = 6\n"
     )
     env = {"VMSNAP_CONFIG": str(conf), "VMSNAP_HOOKS_DIR": str(tmp_path / "no-hooks")}
+    made = run_vmsnap("init", env=env)  # once: the repository, at the file's dest
+    assert made.returncode == 0, made.stderr
     for _night in range(2):  # two runs on one day: the day keeps the newest
         run = run_vmsnap("backup", "--all", "--prune", env=env)
         assert run.returncode == 0, run.stderr

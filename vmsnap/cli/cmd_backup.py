@@ -9,7 +9,7 @@ import typer
 
 from vmsnap.cli import jsondoc
 from vmsnap.cli.cmd_dest import prune_errors
-from vmsnap.cli.core import backup, cleanup, guard, retention, snapshots, store, virt
+from vmsnap.cli.core import backup, cleanup, guard, retention, snapshots, virt
 from vmsnap.cli.options import ConnectOpt, DestOpt, DomainsArg, JsonOpt, dry_run
 from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import print_prune
@@ -40,13 +40,14 @@ def _print_result(result: backup.GuestResult, dry_run: bool) -> None:
         for target, reason in result.plan.skipped:
             print(f"  {target}  skipped: {reason}")
         return
-    if result.directory:
-        raw = sum(d.size for d in result.disks)
-        packed = sum(d.compressed_size for d in result.disks)
+    if result.backup:
+        c = result.counts
         mode = result.window.used if result.window else "?"
         print(
-            f"{result.name}: OK  {result.directory}  {len(result.disks)} disk(s), "
-            f"{human_size(raw)} -> {human_size(packed)}, quiesce {mode}"
+            f"{result.name}: OK  {result.backup.label}  {len(result.disks)} disk(s), "
+            f"read {human_size(c.read)}: new {human_size(c.new)} "
+            f"(stored {human_size(c.stored)}), dedup {human_size(c.deduplicated)}, "
+            f"quiesce {mode}"
         )
     if result.error:
         print(f"{result.name}: FAILED  {result.error}")
@@ -123,7 +124,10 @@ def backup_cmd(
     prune: PruneOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Snapshot each guest's LVs in one short quiesce window, then stream them as zstd images."""
+    """Snapshot each guest's LVs in one short quiesce window, then store them in the repository.
+
+    Only the 4 MiB chunks the repository does not hold yet are compressed and written.
+    """
     if domains and all_guests:
         raise UsageError("name the guests to back up or pass --all, not both")
     if not domains and not all_guests:
@@ -189,7 +193,7 @@ def _prune_after(
     names = [
         r.name
         for r in results
-        if r.ok and r.skipped is None and store.guest_dir(settings.dest, r.name).is_dir()
+        if r.ok and r.skipped is None and (r.backup is not None or settings.dry_run)
     ]
     if not names:
         return {}

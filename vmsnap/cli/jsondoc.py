@@ -24,11 +24,13 @@ if TYPE_CHECKING:
     from vmsnap.lvwrite import RestoredDisk
     from vmsnap.models import Guest
     from vmsnap.repo.jobs import ExportResult, StoreResult
+    from vmsnap.repo.manifest import RepoDisk
+    from vmsnap.repo.refs import BackupRef
     from vmsnap.repo.repository import Repository
+    from vmsnap.repo.writer import Counts
     from vmsnap.restore import RestoreResult
     from vmsnap.retention import GuestPrune, Policy
     from vmsnap.snapshots import GuestPlan
-    from vmsnap.snapstream import DiskResult
     from vmsnap.verify import BackupReport, DiskReport
 
 Doc = dict[str, Any]
@@ -84,7 +86,9 @@ def backup_result(result: GuestResult, prune: GuestPrune | None, now: float) -> 
         "ok": result.ok,
         "error": str(result.error) if result.error else None,
         "exit_code": int(result.error.exit_code) if result.error else 0,
-        "directory": _path(result.directory),
+        "directory": result.backup.label if result.backup else None,
+        "backup": backup_ref(result.backup) if result.backup else None,
+        "counts": counts(result.counts),
         "quiesce": {"mode": window.used, "window_seconds": round(window.seconds, 3)}
         if window
         else None,
@@ -95,9 +99,34 @@ def backup_result(result: GuestResult, prune: GuestPrune | None, now: float) -> 
     }
 
 
-def disk_result(d: DiskResult) -> Doc:
-    """Every field: the whole dataclass is the document (plain values only)."""
-    return dataclasses.asdict(d)
+def backup_ref(ref: BackupRef) -> Doc:
+    return {"repository": ref.repo.location, "guest": ref.guest, "time": ref.stamp}
+
+
+def counts(c: Counts) -> Doc:
+    """What a store did: bytes read, new (raw, and stored compressed), deduplicated."""
+    return {
+        "chunks": c.chunks,
+        "new_chunks": c.new_chunks,
+        "read_bytes": c.read,
+        "new_bytes": c.new,
+        "stored_bytes": c.stored,
+        "deduplicated_bytes": c.deduplicated,
+    }
+
+
+def disk_result(d: RepoDisk) -> Doc:
+    """A stored disk, without its chunk list (the manifest has it)."""
+    return {
+        "target": d.target,
+        "volume": d.volume,
+        "size": d.size,
+        "chunk_sha256": d.chunk_sha256,
+        "new_bytes": d.new_bytes,
+        "stored_bytes": d.stored_bytes,
+        "chunks": len(d.chunks),
+        "snapshot": dict(d.snapshot or {}),
+    }
 
 
 def plan(p: GuestPlan) -> Doc:
@@ -252,19 +281,13 @@ def repository(repo: Repository) -> Doc:
 
 
 def store_result(r: StoreResult) -> Doc:
-    c = r.counts
     return {
         "repository": r.repository,
         "name": r.name,
         "manifest": r.backup,
         "size": r.disk.size,
         "chunk_sha256": r.disk.chunk_sha256,
-        "chunks": c.chunks,
-        "new_chunks": c.new_chunks,
-        "read_bytes": c.read,
-        "new_bytes": c.new,
-        "stored_bytes": c.stored,
-        "deduplicated_bytes": c.deduplicated,
+        **counts(r.counts),
     }
 
 

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from vmsnap.logs import VERBOSE
 from vmsnap.repo.layout import CHUNKS, chunk_of
 from vmsnap.repo.repository import Repository
 
@@ -109,7 +110,7 @@ def _schema(db: sqlite3.Connection) -> None:
 
 def rebuild(index: ChunkIndex, repo: Repository, epoch: str) -> None:
     """Replace the index by a listing of the repository's chunks."""
-    log.info("chunk index: reading the list of chunks in %s", repo.location)
+    log.log(VERBOSE, "chunk index: reading the list of chunks in %s", repo.location)
     with index.lock:
         index.db.execute("DELETE FROM chunks")
         index.set_meta("complete", "0")

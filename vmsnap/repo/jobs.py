@@ -24,7 +24,7 @@ from vmsnap.repo import reader, refs
 from vmsnap.repo.index import open_index
 from vmsnap.repo.manifest import RepoDisk, RepoManifest
 from vmsnap.repo.repository import Repository, init_local, open_local
-from vmsnap.repo.writer import Counts, store_volume
+from vmsnap.repo.writer import Counts, reporting, store_volume
 
 
 @dataclass(frozen=True)
@@ -64,26 +64,39 @@ def store_image(
                 target=name,
                 size=size,
                 level=level,
-                progress=progress.advance,
+                progress=reporting(progress),
             )
             progress.item_done()
     published = publish(repo, rmanifest.new(name, "image", (disk,)))
     return StoreResult(repo.location, name, published, disk, counts)
 
 
-def publish(repo: Repository, m: RepoManifest, beside: Mapping[str, bytes] | None = None) -> str:
-    """Write the backup's other objects (``beside``: file name -> bytes, such as
-    domain.xml), then its manifest, last; a new time name if the time is taken."""
-    base = store.timestamp(_created_seconds(m))
-    ref, n = refs.BackupRef(repo, m.name, base), 1
+def next_ref(repo: Repository, name: str, created: float) -> refs.BackupRef:
+    """Where a backup made at ``created`` goes: its UTC time, ``-2`` etc. if taken."""
+    base = store.timestamp(created)
+    ref, n = refs.BackupRef(repo, name, base), 1
     while repo.backend.exists(ref.manifest_name):
         n += 1
-        ref = refs.BackupRef(repo, m.name, f"{base}-{n}")
+        ref = refs.BackupRef(repo, name, f"{base}-{n}")
+    return ref
+
+
+def publish_at(
+    ref: refs.BackupRef, m: RepoManifest, beside: Mapping[str, bytes] | None = None
+) -> refs.BackupRef:
+    """Write the backup's other objects (``beside``: file name -> bytes, such as
+    domain.xml), then its manifest, last: the backup exists from then on."""
     for file, data in (beside or {}).items():
-        repo.backend.put(ref.prefix + file, data)
+        ref.repo.backend.put(ref.prefix + file, data)
     faults.point("publishing")
-    repo.backend.put(ref.manifest_name, rmanifest.to_bytes(m))
-    return ref.manifest_name
+    ref.repo.backend.put(ref.manifest_name, rmanifest.to_bytes(m))
+    return ref
+
+
+def publish(repo: Repository, m: RepoManifest, beside: Mapping[str, bytes] | None = None) -> str:
+    """Publish ``m`` under its own time; the manifest's object name."""
+    ref = next_ref(repo, m.name, _created_seconds(m))
+    return publish_at(ref, m, beside).manifest_name
 
 
 def _created_seconds(m: RepoManifest) -> float:

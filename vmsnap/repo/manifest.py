@@ -16,13 +16,16 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmsnap import __version__
 from vmsnap import manifest as sealed
 from vmsnap.digest import CHUNK
 from vmsnap.errors import IntegrityError
 from vmsnap.repo.layout import is_chunk_id
+
+if TYPE_CHECKING:  # the writer's input; reading does not need it
+    from vmsnap.quiesce import Window
 
 FORMAT = sealed.FORMAT
 VERSION = 3
@@ -117,6 +120,18 @@ def new(
     )
 
 
+def quiesce_doc(window: Window) -> dict[str, Any]:
+    """The ``quiesce`` member of a guest backup: how the guest was held still."""
+    return {
+        "requested": str(window.requested),
+        "mode": window.used,
+        "state_before": window.state_before,
+        "window_seconds": round(window.seconds, 3),
+        "frozen_filesystems": window.frozen_filesystems,
+        "note": window.note,
+    }
+
+
 def to_bytes(m: RepoManifest) -> bytes:
     doc: dict[str, Any] = {
         "format": FORMAT,
@@ -147,16 +162,19 @@ def _guest_doc(g: GuestPart | None) -> dict[str, Any]:
 
 
 def _disk_doc(d: RepoDisk) -> dict[str, Any]:
-    guest = {} if d.snapshot is None else {"volume": d.volume, "snapshot": dict(d.snapshot)}
-    return {
-        "target": d.target,
-        **guest,
-        "size": d.size,
-        "chunk_sha256": d.chunk_sha256,
-        "new_bytes": d.new_bytes,
-        "stored_bytes": d.stored_bytes,
-        "chunks": list(d.chunks),
-    }
+    doc: dict[str, Any] = {"target": d.target}
+    if d.snapshot is not None:  # a guest's disk
+        doc["volume"] = d.volume
+    doc.update(
+        size=d.size,
+        chunk_sha256=d.chunk_sha256,
+        new_bytes=d.new_bytes,
+        stored_bytes=d.stored_bytes,
+    )
+    if d.snapshot is not None:
+        doc["snapshot"] = dict(d.snapshot)
+    doc["chunks"] = list(d.chunks)
+    return doc
 
 
 def parse(data: bytes, where: str) -> RepoManifest:
@@ -177,11 +195,16 @@ def _check_size(data: bytes) -> None:
 
 
 def _check_format(doc: dict[str, Any]) -> None:
+    """Reject what this reader does not understand, before trusting anything else."""
+    if doc.get("format") != FORMAT:
+        raise IntegrityError(f"format is {doc.get('format')!r}, not {FORMAT!r}")
     version = doc.get("format_version")
-    if doc.get("format") != FORMAT or type(version) is not int:
-        raise IntegrityError("not a vmsnap manifest")
-    if version != VERSION:
-        raise IntegrityError(f"format_version {version} is not {VERSION}: not a repository backup")
+    if type(version) is not int or version != VERSION:
+        newer = type(version) is int and version > VERSION
+        raise IntegrityError(
+            f"format_version {version!r} is not {VERSION}, the one this vmsnap reads",
+            hint="written by a newer vmsnap?" if newer else None,
+        )
 
 
 def _parse(top: Any) -> RepoManifest:

@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from vmsnap.digest import CHUNK
-from vmsnap.errors import DestinationError, NotARepositoryError, RepositoryVersionError
+from vmsnap.errors import (
+    DestinationError,
+    ExistsError,
+    NotARepositoryError,
+    RepositoryVersionError,
+)
 from vmsnap.repo.backend import Backend, LocalBackend, ObjectMissing
 from vmsnap.repo.layout import CONFIG, EPOCH, Naming
 
@@ -69,8 +74,15 @@ class Repository:
 
 
 def open_local(path: Path) -> Repository:
+    """The repository in folder ``path``: a missing folder is a missing
+    destination (9, as for every command), a folder without config is 15."""
+    if not path.exists():
+        raise DestinationError(
+            f"repository {path} does not exist",
+            hint=f"create one with: vmsnap init --dest {path}",
+        )
     if not path.is_dir():
-        raise NotARepositoryError(f"{path} is not a vmsnap repository: no such folder")
+        raise NotARepositoryError(f"{path} is not a vmsnap repository: not a folder")
     return open_repository(LocalBackend(path))
 
 
@@ -151,7 +163,7 @@ def _empty_folder(path: Path) -> None:
     if not path.is_dir():
         raise DestinationError(f"{path} exists and is not a folder")
     if (path / CONFIG).exists():
-        raise DestinationError(f"{path} is a vmsnap repository already")
+        raise ExistsError(f"{path} is a vmsnap repository already")
     with os.scandir(path) as entries:
         used = any(not e.name.startswith(".") and e.name != "lost+found" for e in entries)
     if used:

@@ -24,12 +24,13 @@ from vmsnap.digest import CHUNK, ZERO_CHUNK_HEX, ChunkDigest, chunk_hex
 from vmsnap.frames import Readable
 from vmsnap.image import ReadBuffers, check_source_size, pump, zero_frame
 from vmsnap.models import DEFAULT_LEVEL
+from vmsnap.progress import Progress
 from vmsnap.repo.index import ChunkIndex
 from vmsnap.repo.layout import chunk_name
 from vmsnap.repo.manifest import RepoDisk
 from vmsnap.repo.repository import Repository
 
-ProgressFn = Callable[[int], None]
+ProgressFn = Callable[[int, "Counts"], None]  # bytes of this chunk, the counts so far
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,16 @@ class Counts:
 
 def _fields(c: Counts) -> tuple[int, ...]:
     return (c.read, c.new, c.stored, c.deduplicated, c.new_chunks, c.chunks)
+
+
+def reporting(progress: Progress) -> ProgressFn:
+    """A store's progress as the CLI shows it: bytes read, then new and deduplicated."""
+
+    def report(nbytes: int, counts: Counts) -> None:
+        progress.advance(nbytes)
+        progress.stored(counts.new, counts.deduplicated)
+
+    return report
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,7 @@ def store_volume(
     target: str,
     size: int | None = None,
     level: int = DEFAULT_LEVEL,
-    progress: ProgressFn = lambda _n: None,
+    progress: ProgressFn = lambda _n, _c: None,
 ) -> tuple[RepoDisk, Counts]:
     """Store ``src`` (any readable: a snapshot, a file, a pipe) as the disk
     ``target``.  ``size``, when known, is checked at the end."""
@@ -166,7 +177,7 @@ def store_volume(
     def emit(done: _Stored) -> None:
         tally.add(done)
         reads.release_oldest()
-        progress(done.length)
+        progress(done.length, tally.counts)
         if tally.counts.chunks == 1:
             faults.point("streaming")  # a test may stop (and kill) a store here
 
