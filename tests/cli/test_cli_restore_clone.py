@@ -23,12 +23,13 @@ HERE = Path(__file__).parent
 
 
 def test_verify_ok_then_corrupt(main: Main, tmp_path: Path) -> None:
-    folder = make_backup(tmp_path / "dest", "web01")
-    code, out, err = main("verify", str(tmp_path / "dest"))
+    dest = tmp_path / "dest"
+    folder = make_backup(dest, "web01")
+    code, out, err = main("verify", str(dest))
     assert code == 0, err
     assert "1 OK, 0 failed" in out
-    image = next(folder.glob("*.img.zst"))
-    flip_bit(image, image.stat().st_size // 2)
+    chunk = chunk_path(dest, folder, "vda", 0)
+    flip_bit(chunk, chunk.stat().st_size // 2)
     code, out, err = main("verify", str(folder))
     assert code == ExitCode.INTEGRITY
     assert "CORRUPT" in out
@@ -243,15 +244,14 @@ def test_restore_waits_for_the_run_lock(
 def test_verify_never_follows_a_link_inside_the_destination(main: Main, tmp_path: Path) -> None:
     """It used to verify a linked backup folder and write verified.json outside."""
     dest = tmp_path / "dest"
-    make_backup(dest, "web01")
+    folder = make_backup(dest, "web01")
     outside = make_backup(tmp_path / "outside", "db01")
-    (dest / "db01").symlink_to(outside.parent)
+    (dest / "backups" / "db01").symlink_to(outside.parent)
     code, out, err = main("verify", str(dest))
-    assert code == ExitCode.OK
+    assert code == ExitCode.OK, err
     assert "db01" not in out
-    assert f"{dest / 'db01'}: ignored, a symbolic link" in err
     assert not (outside / "verified.json").exists()
-    assert (dest / "web01" / "20261127T042319Z" / "verified.json").exists()
+    assert (folder / "verified.json").exists()
 
 
 @pytest.mark.usefixtures("host_lvm_empty")
