@@ -453,3 +453,25 @@ def test_clone_of_an_image_store_backup_is_refused(main: Main, tmp_path: Path, u
     code, _out, err = main("clone", "--dest", str(dest), "img", "web09", "--connect", uri)
     assert code == ExitCode.USAGE
     assert "it has no guest to clone" in one_line_error(err)
+
+
+def test_the_configured_dest_names_backups_for_restore_but_not_clone(
+    main: Main, tmp_path: Path, uri: str, lvs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore NAME looks in the configuration file's dest; clone NAME stays a
+    template guest unless --from-backup says otherwise."""
+    dest = tmp_path / "dest"
+    xml = GUEST_XML.format(uuid=GUEST_UUID).encode()
+    make_backup(dest, "web01", disks={"vda": disk_data(1), "vdb": disk_data(2)}, xml=xml)
+    conf = tmp_path / "vmsnap.toml"
+    conf.write_text(f'dest = "{dest}"\n')
+    monkeypatch.setenv("VMSNAP_CONFIG", str(conf))
+    code, _out, err = main("restore", "web01", "--disk", "vda", "--vg", "vg0", "--name", "c")
+    assert code == 0, err
+    assert head(lvs / "c", disk_data(1))
+    code, _out, err = main("clone", "web01", "web09", "--no-define", "--connect", uri)
+    assert code == ExitCode.UNSUPPORTED_DISK  # the live guest web01, whose disk is no LV here
+    code, _out, err = main("clone", "--from-backup", "web01", "web09", "--no-define",
+                           "--connect", uri)  # fmt: skip
+    assert code == 0, err
+    assert head(lvs / "web09-vdb", disk_data(2))
