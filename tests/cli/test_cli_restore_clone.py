@@ -475,3 +475,17 @@ def test_the_configured_dest_names_backups_for_restore_but_not_clone(
                            "--connect", uri)  # fmt: skip
     assert code == 0, err
     assert head(lvs / "web09-vdb", disk_data(2))
+
+
+def test_a_folder_that_names_no_single_backup_or_a_folder_with_dest(
+    main: Main, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    folder = make_backup(dest, "web01")
+    for path in (dest, dest / "backups", dest / "backups" / "web01"):
+        code, _out, err = main("restore", str(path), "--vg", "vg0")
+        assert code == ExitCode.USAGE
+        assert "is not one backup's folder" in one_line_error(err)
+    code, _out, err = main("restore", "--dest", str(dest), str(folder), "--vg", "vg0")
+    assert code == ExitCode.USAGE
+    assert "by its guest's name" in one_line_error(err)
