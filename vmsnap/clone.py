@@ -12,22 +12,26 @@ by the overflow guard.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vmsnap import clonexml, hooks, lvm, lvwrite, manifest, store
+from vmsnap import clonexml, hooks, lvm, lvwrite, store
+from vmsnap.backupname import BackupName
 from vmsnap.discover import Inventory, describe
-from vmsnap.errors import ExistsError, NotFoundError, UsageError
+from vmsnap.errors import ExistsError, IntegrityError, NotFoundError, UsageError
 from vmsnap.guard import GuardSettings
 from vmsnap.hooks import Hooks, Scope
 from vmsnap.job import run_job
 from vmsnap.journal import Journal
-from vmsnap.lvwrite import RestoredDisk, write_image
+from vmsnap.lvwrite import RestoredDisk, write_disk
 from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
+from vmsnap.repo.manifest import GuestPart, RepoManifest
+from vmsnap.repo.refs import BackupRef
 from vmsnap.snapcopy import copy_snapshot
 from vmsnap.snapshots import CLONE_TAGS, GuestPlan, guest_snapshots, new_run_id, plan_guest
 from vmsnap.virt import Connection
@@ -37,7 +41,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CloneSettings:
-    source: str  # a backup folder, or the name of a template guest
+    source: BackupName | str  # a backup, or the name of a template guest
     new_name: str
     hooks: Hooks
     vg: str | None = None
@@ -73,6 +77,7 @@ class CloneResult:
     defined: bool = False
     started: bool = False
     disks: list[RestoredDisk] = field(default_factory=list)
+    backup: str | None = None  # the backup's label; None for a template
 
 
 def _new_disk(
@@ -180,49 +185,67 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
     _check_name(conn, settings.new_name)
     if settings.xml_file is not None:
         store.check_new_file(settings.xml_file)
-    source = Path(settings.source)
+    ref = settings.source.resolve() if isinstance(settings.source, BackupName) else None
     scope = settings.hooks.scope(
-        VMSNAP_COMMAND="clone", VMSNAP_DOMAIN=settings.new_name, VMSNAP_SOURCE=settings.source
+        VMSNAP_COMMAND="clone",
+        VMSNAP_DOMAIN=settings.new_name,
+        VMSNAP_SOURCE=ref.label if ref is not None else str(settings.source),
     )
     with run_job(scope, end=hooks.CLONE_END, abort=hooks.CLONE_ABORT) as job:
-        if (source / store.MANIFEST).exists():
-            result = _from_backup(conn, source, settings, progress, job.journal)
+        if ref is not None:
+            result = _from_backup(conn, ref, settings, progress, job.journal)
         else:
             result = _from_guest(conn, settings, progress, job.journal, scope)
         job.wrote(d.path for d in result.disks)
     return result
 
 
-def _from_backup(
-    conn: Connection, folder: Path, settings: CloneSettings, progress: Progress, journal: Journal
-) -> CloneResult:
-    store.require_published(folder)
-    m = manifest.load(folder)
+def _guest_of(ref: BackupRef, m: RepoManifest) -> tuple[GuestPart, str]:
+    """The guest part of a guest's backup, and its domain.xml, checked against
+    the manifest's digest before anything is made of it."""
+    if m.guest is None:
+        raise UsageError(
+            f"{ref.label} is an image (vmsnap image store): it has no guest to clone",
+            hint="restore it onto an LV with vmsnap restore",
+        )
+    data = ref.domain_xml()
+    if hashlib.sha256(data).hexdigest() != m.guest.domain.xml_sha256:
+        raise IntegrityError(f"{ref.label}: its domain.xml does not match the manifest's sha256")
     try:
-        xml = (folder / store.DOMAIN_XML).read_text()
-    except OSError as exc:
-        raise NotFoundError(f"cannot read {folder / store.DOMAIN_XML}: {exc.strerror}") from exc
+        return m.guest, data.decode()
+    except UnicodeDecodeError as exc:
+        raise IntegrityError(f"{ref.label}: its domain.xml is not UTF-8: {exc}") from None
+
+
+def _from_backup(
+    conn: Connection, ref: BackupRef, settings: CloneSettings, progress: Progress, journal: Journal
+) -> CloneResult:
+    m = ref.load()
+    guest, xml = _guest_of(ref, m)
     disks = [
         _new_disk(settings, d.target, d.size, None, d.volume.split("/", 1)[0]) for d in m.disks
     ]
     _check_new(conn, settings, disks)
-    dropped = frozenset(t for t, reason in m.skipped if reason == "excluded")
+    dropped = frozenset(t for t, reason in guest.skipped if reason == "excluded")
     new_xml = clonexml.clone_xml(
         xml,
         name=settings.new_name,
         disk_paths={d.target: d.path for d in disks},
         drop_targets=dropped,
     )
+    lvwrite.require_chunks(ref, list(m.disks))
     with ExitStack() as created:
         written = []
         for plan, disk in zip(disks, m.disks, strict=True):
             lv = created.enter_context(
                 lvwrite.new_volume(journal, plan.vg, plan.name, plan.size, plan.thin_pool)
             )
-            stats = write_image(disk, folder, lv, sparse=lv.is_thin, progress=progress)
+            stats = write_disk(ref, disk, lv, sparse=lv.is_thin, progress=progress)
             done = RestoredDisk.of(disk.target, lv, stats, created=True, sparse=lv.is_thin)
             written.append((lv, done))
-        return _complete(created, conn, new_xml, settings, journal, written)
+        result = _complete(created, conn, new_xml, settings, journal, written)
+    result.backup = ref.label
+    return result
 
 
 def _cow_sizes(plan: GuestPlan) -> dict[str, list[int]]:
@@ -240,6 +263,7 @@ def _from_guest(
     journal: Journal,
     scope: Scope,
 ) -> CloneResult:
+    assert isinstance(settings.source, str)
     dom = conn.domain(settings.source)
     guest = describe(dom, Inventory.load(), conn)
     plan = plan_guest(guest, run_id=new_run_id(), snapshot_size=settings.snapshot_size)

@@ -1,4 +1,4 @@
-"""Writing onto an LV: one backup image decoded onto it, checked on the way,
+"""Writing onto an LV: one disk of a backup decoded onto it, checked on the way,
 and the record of what was written; the new LVs a job creates, journaled and
 tagged unfinished until they are complete.  Restore and clone share it."""
 
@@ -7,15 +7,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from vmsnap import faults, image, lvm
 from vmsnap.devio import open_device
-from vmsnap.errors import DestinationError, LvmError, NotFoundError
+from vmsnap.errors import DestinationError, IntegrityError, LvmError, MissingChunkError
 from vmsnap.journal import Journal
-from vmsnap.manifest import ManifestDisk
 from vmsnap.models import LogicalVolume
 from vmsnap.progress import Progress
+from vmsnap.repo import reader
+from vmsnap.repo.layout import chunk_name
+from vmsnap.repo.manifest import RepoDisk
+from vmsnap.repo.refs import BackupRef
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +42,7 @@ class RestoredDisk:
         created: bool,
         sparse: bool,
     ) -> RestoredDisk:
-        """What ``write_image`` wrote onto ``lv`` for the disk ``target``."""
+        """What ``write_disk`` wrote onto ``lv`` for the disk ``target``."""
         return cls(
             target=target,
             volume=lv.full_name,
@@ -58,29 +60,52 @@ def io_error(exc: OSError, *, source: str, target: LogicalVolume) -> Destination
     return DestinationError(f"I/O error on {where}: {exc.strerror or exc}")
 
 
-def write_image(
-    disk: ManifestDisk, directory: Path, target: LogicalVolume, *, sparse: bool, progress: Progress
+def require_chunks(ref: BackupRef, disks: list[RepoDisk]) -> None:
+    """Every chunk the disks need is in the repository: a missing one is
+    refused before any LV is created or written (one check per chunk)."""
+    needed = sorted({c for d in disks for c in d.chunks})
+    missing = [c for c in needed if not ref.repo.backend.exists(chunk_name(c))]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise MissingChunkError(f"{ref.label}: chunk {missing[0]} is missing{more}")
+
+
+def write_disk(
+    ref: BackupRef, disk: RepoDisk, target: LogicalVolume, *, sparse: bool, progress: Progress
 ) -> image.StreamStats:
-    """Decode one image onto ``target``, checking length and digest on the way."""
+    """Decode one disk of the backup onto ``target``, its chunks in order;
+    the length and chunk digest are checked on the way (decoded once)."""
     progress.item(f"{disk.target} -> {target.full_name}", disk.size)
-    try:
-        src = open(directory / disk.image, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"image {directory / disk.image} is missing") from exc
-    with src, open_device(target.path) as sink:
+    pieces = reader.image_stream(ref.repo, disk, where=ref.label, verify=False)
+    with open_device(target.path) as sink:
         try:
             stats = image.decompress(
-                src,
+                reader.StreamReader(pieces),
                 sink,
                 expected_size=disk.size,
                 expected_digest=disk.chunk_sha256,
                 sparse=sparse,
                 progress=faults.after_first("copying", progress.advance),
             )
+        except MissingChunkError:
+            raise
+        except IntegrityError as exc:
+            raise damaged_chunk(ref, disk, exc) from exc
         except OSError as exc:
-            raise io_error(exc, source=str(directory / disk.image), target=target) from exc
+            raise io_error(exc, source=ref.label, target=target) from exc
     progress.item_done()
     return stats
+
+
+def damaged_chunk(ref: BackupRef, disk: RepoDisk, exc: IntegrityError) -> IntegrityError:
+    """The decoder knows only that the stream is bad: each chunk is checked
+    against its id, in order, to name the first one that is not right."""
+    try:
+        for _frame in reader.frames(ref.repo, disk, where=ref.label, verify=True):
+            pass
+    except IntegrityError as found:  # corrupt, or missing since the check before
+        return found
+    return IntegrityError(f"{ref.label}: disk {disk.target}: {exc.message}")
 
 
 @contextmanager

@@ -1,10 +1,12 @@
-"""Restore: write a backup's images back onto LVs, checked on the way.
+"""Restore: write a backup's disks back onto LVs, checked on the way.
 
-Onto an existing LV (``--to``), or onto new LVs (``--vg``) that are removed again
-if the restore fails or is interrupted; they are journaled and tagged
-unfinished until complete, so that ``vmsnap cleanup`` removes those of a
-restore killed with SIGKILL.  Zero regions are skipped only where the target is known
-to read zeros (a new thin LV); everywhere else every byte is written.
+The backup is read from its repository (format 3), chunk by chunk, and every
+chunk it needs must be there before anything is created or written.  Onto an
+existing LV (``--to``), or onto new LVs (``--vg``) that are removed again if
+the restore fails or is interrupted; they are journaled and tagged unfinished
+until complete, so that ``vmsnap cleanup`` removes those of a restore killed
+with SIGKILL.  Zero regions are skipped only where the target is known to read
+zeros (a new thin LV); everywhere else every byte is written.
 """
 
 from __future__ import annotations
@@ -12,25 +14,26 @@ from __future__ import annotations
 import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
-from vmsnap import hooks, lvm, lvwrite, manifest, store
+from vmsnap import hooks, lvm, lvwrite
+from vmsnap.backupname import BackupName
 from vmsnap.discover import Inventory
 from vmsnap.errors import DestinationError, NotFoundError, UsageError
 from vmsnap.hooks import Hooks
 from vmsnap.job import run_job
 from vmsnap.journal import Journal
-from vmsnap.lvwrite import RestoredDisk, write_image
-from vmsnap.manifest import Manifest, ManifestDisk
+from vmsnap.lvwrite import RestoredDisk, write_disk
 from vmsnap.models import LogicalVolume, human_size
 from vmsnap.progress import Progress
+from vmsnap.repo.manifest import RepoDisk, RepoManifest
+from vmsnap.repo.refs import BackupRef
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class RestoreSettings:
-    backup_dir: Path
+    backup: BackupName
     hooks: Hooks
     disks: tuple[str, ...] = ()  # targets; empty means all
     to: str | None = None  # an existing LV
@@ -40,15 +43,21 @@ class RestoreSettings:
     force: bool = False
 
 
-def _select(m: Manifest, targets: tuple[str, ...]) -> list[ManifestDisk]:
+@dataclass(frozen=True)
+class RestoreResult:
+    backup: str  # the backup's label: REPO/backups/<guest>/<time>
+    disks: list[RestoredDisk]
+
+
+def _select(ref: BackupRef, m: RepoManifest, targets: tuple[str, ...]) -> list[RepoDisk]:
     known = {d.target: d for d in m.disks}
     missing = [t for t in targets if t not in known]
     if missing:
-        raise NotFoundError(f"backup {m.directory} has no disk {', '.join(missing)}")
+        raise NotFoundError(f"backup {ref.label} has no disk {', '.join(missing)}")
     return [known[t] for t in targets] if targets else list(m.disks)
 
 
-def _existing_target(path: str, disk: ManifestDisk, force: bool) -> LogicalVolume:
+def _existing_target(path: str, disk: RepoDisk, force: bool) -> LogicalVolume:
     """Checks on an existing LV: big enough, not in use, and --force to overwrite."""
     lv = Inventory.load().for_path(path)
     if lv is None:
@@ -72,7 +81,7 @@ def _existing_target(path: str, disk: ManifestDisk, force: bool) -> LogicalVolum
     return lv
 
 
-def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
+def new_name(settings: RestoreSettings, disk: RepoDisk, count: int) -> str:
     if settings.name and count == 1:
         return settings.name
     if settings.name:
@@ -81,41 +90,52 @@ def new_name(settings: RestoreSettings, disk: ManifestDisk, count: int) -> str:
     return f"{origin}-restored"
 
 
-def restore(settings: RestoreSettings, progress: Progress) -> list[RestoredDisk]:
-    """Under the run lock, after the cleanup of a dead run, like every job: the
-    hooks' job-start may veto it; restore-end or restore-abort follow."""
-    store.require_published(settings.backup_dir)
-    m = manifest.load(settings.backup_dir)
-    disks = _select(m, settings.disks)
-    if settings.to is not None and len(disks) != 1:
+def _check_where(settings: RestoreSettings, ref: BackupRef, m: RepoManifest, count: int) -> None:
+    if settings.to is not None and count != 1:
         raise UsageError("--to takes one disk: choose it with --disk TARGET")
     if settings.to is None and settings.vg is None:
         raise UsageError("say where to restore: --to /dev/VG/LV or --vg VG")
+    if settings.vg is not None and settings.name is None and m.guest is None:
+        raise UsageError(
+            f"{ref.label} is an image (vmsnap image store), not a guest's backup: "
+            "it records no LV to name the new one after",
+            hint="name the new LV with --name NAME",
+        )
+
+
+def restore(settings: RestoreSettings, progress: Progress) -> RestoreResult:
+    """Under the run lock, after the cleanup of a dead run, like every job: the
+    hooks' job-start may veto it; restore-end or restore-abort follow."""
+    ref = settings.backup.resolve()
+    m = ref.load()
+    disks = _select(ref, m, settings.disks)
+    _check_where(settings, ref, m, len(disks))
     scope = settings.hooks.scope(
         VMSNAP_COMMAND="restore",
-        VMSNAP_DOMAIN=m.domain_name,
-        VMSNAP_DOMAIN_UUID=m.domain_uuid,
-        VMSNAP_BACKUP_DIR=str(m.directory),
+        VMSNAP_DOMAIN=m.name,
+        VMSNAP_DOMAIN_UUID=m.guest.domain.uuid if m.guest is not None else "",
+        VMSNAP_BACKUP_DIR=ref.label,
     )
     with run_job(scope, end=hooks.RESTORE_END, abort=hooks.RESTORE_ABORT) as job:
+        lvwrite.require_chunks(ref, disks)
         if settings.to is not None:
-            done = [_restore_onto(m, disks[0], settings, progress)]
+            done = [_restore_onto(ref, disks[0], settings, progress)]
         else:
-            done = _restore_new(m, disks, settings, progress, job.journal)
+            done = _restore_new(ref, disks, settings, progress, job.journal)
         job.wrote(d.path for d in done)
-    return done
+    return RestoreResult(ref.label, done)
 
 
 def _restore_onto(
-    m: Manifest, disk: ManifestDisk, settings: RestoreSettings, progress: Progress
+    ref: BackupRef, disk: RepoDisk, settings: RestoreSettings, progress: Progress
 ) -> RestoredDisk:
     assert settings.to is not None
     lv = _existing_target(settings.to, disk, settings.force)
-    stats = write_image(disk, m.directory, lv, sparse=False, progress=progress)
+    stats = write_disk(ref, disk, lv, sparse=False, progress=progress)
     return RestoredDisk.of(disk.target, lv, stats, created=False, sparse=False)
 
 
-def _check_new(vg: str, names: list[str], disks: list[ManifestDisk], pool: str | None) -> None:
+def _check_new(vg: str, names: list[str], disks: list[RepoDisk], pool: str | None) -> None:
     """Everything that can be refused is refused before anything is created."""
     for name in names:
         if not lvm.valid_name(name):
@@ -125,8 +145,8 @@ def _check_new(vg: str, names: list[str], disks: list[ManifestDisk], pool: str |
 
 
 def _restore_new(
-    m: Manifest,
-    disks: list[ManifestDisk],
+    ref: BackupRef,
+    disks: list[RepoDisk],
     settings: RestoreSettings,
     progress: Progress,
     journal: Journal,
@@ -144,7 +164,7 @@ def _restore_new(
             )
             lvs.append(lv)
             sparse = lv.is_thin  # a new thin LV reads zeros; a new thick one may not
-            stats = write_image(disk, m.directory, lv, sparse=sparse, progress=progress)
+            stats = write_disk(ref, disk, lv, sparse=sparse, progress=progress)
             done.append(RestoredDisk.of(disk.target, lv, stats, created=True, sparse=sparse))
         lvwrite.finish(journal, lvs)
         created.pop_all()

@@ -20,6 +20,7 @@ from vmsnap.repo.manifest import RepoDisk
 from vmsnap.repo.refs import BackupRef
 from vmsnap.repo.repository import RepoConfig, Repository
 from vmsnap.repo.writer import Counts
+from vmsnap.restore import RestoreResult
 from vmsnap.snapshots import DiskPlan, GuestPlan
 
 MiB = 1 << 20
@@ -131,10 +132,12 @@ RESTORED = [
                  chunk_sha256="ef" * 32, created=False, sparse=True),
 ]  # fmt: skip
 
+RESTORE_RESULT = RestoreResult("/srv/vmsnap/backups/web01/20261127T042319Z", RESTORED)
+
 CLONE_RESULT = CloneResult(
     name="web09", uuid="99999999-2222-3333-4444-555555555555",
     xml="<domain type='kvm'><name>web09</name></domain>", defined=True, started=True,
-    disks=RESTORED,
+    disks=RESTORED, backup="/srv/vmsnap/backups/web01/20261127T042319Z",
 )  # fmt: skip
 
 CHECKPOINT = Checkpoint(

@@ -20,7 +20,7 @@ from goldenkit import (
     CLONE_RESULT,
     GUEST_RESULTS,
     LVS_REPORT,
-    RESTORED,
+    RESTORE_RESULT,
 )
 from test_cli_manpage import COMMANDS
 
@@ -121,7 +121,7 @@ def test_every_result_type_renders_as_json(tmp_path: Path) -> None:
         jsondoc.backup_result(ok, None, 0.0),
         jsondoc.backup_result(failed, None, 0.0),
         jsondoc.cleanup_report(CLEANUP_UNRESOLVED(), dry_run=True),
-        *(jsondoc.restored_disk(d) for d in RESTORED),
+        jsondoc.restore_result(RESTORE_RESULT),
         jsondoc.clone_result(CLONE_RESULT, tmp_path / "web09.xml"),
         jsondoc.stream_stats(StreamStats(size=1, chunk_sha256="ab" * 32, compressed_size=2)),
         jsondoc.checkpoint(CHECKPOINT, 0.0),
@@ -153,7 +153,7 @@ def test_backups_json(main: Main, stored: Path, tmp_path: Path) -> None:
 
 
 def test_restore_json(main: Main, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(restore, "restore", lambda *_a: RESTORED)
+    monkeypatch.setattr(restore, "restore", lambda *_a: RESTORE_RESULT)
     code, out, _err = main("restore", str(tmp_path), "--vg", "vg0", "--json")
     assert code == 0
     check_json("restore", out, tmp_path)

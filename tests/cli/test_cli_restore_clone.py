@@ -10,22 +10,26 @@ from pathlib import Path
 
 import pytest
 from clikit import Main, one_line_error
+from fakelvm import MiB, volume
 
 from vmsnap import lvm
 from vmsnap.errors import ExitCode, LeftBehindError
 from vmsnap.models import LogicalVolume
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from backupkit import flip_bit, make_backup
+from backupkit import GUEST_UUID, chunk_path, disk_data, flip_bit, make_backup
+
+HERE = Path(__file__).parent
 
 
 def test_verify_ok_then_corrupt(main: Main, tmp_path: Path) -> None:
-    folder = make_backup(tmp_path / "dest", "web01")
-    code, out, err = main("verify", str(tmp_path / "dest"))
+    dest = tmp_path / "dest"
+    folder = make_backup(dest, "web01")
+    code, out, err = main("verify", str(dest))
     assert code == 0, err
     assert "1 OK, 0 failed" in out
-    image = next(folder.glob("*.img.zst"))
-    flip_bit(image, image.stat().st_size // 2)
+    chunk = chunk_path(dest, folder, "vda", 0)
+    flip_bit(chunk, chunk.stat().st_size // 2)
     code, out, err = main("verify", str(folder))
     assert code == ExitCode.INTEGRITY
     assert "CORRUPT" in out
@@ -50,9 +54,17 @@ def test_restore_needs_exactly_one_target(main: Main, tmp_path: Path) -> None:
 
 
 def test_restore_of_a_missing_backup(main: Main, tmp_path: Path) -> None:
+    make_backup(tmp_path / "dest", "web01")
     code, _out, err = main("restore", str(tmp_path / "none"), "--vg", "vg0")
     assert code == ExitCode.NOT_FOUND
     one_line_error(err)
+    code, _out, err = main("restore", "--dest", str(tmp_path / "dest"), "web01", "--at", "2025",
+                           "--vg", "vg0")  # fmt: skip
+    assert code == ExitCode.NOT_FOUND
+    assert "no backup of web01 at 2025" in one_line_error(err)
+    code, _out, err = main("restore", "web01", "--vg", "vg0")  # a name, but no repository
+    assert code == ExitCode.USAGE
+    assert "--dest REPO" in one_line_error(err)
 
 
 def test_restore_unknown_disk(main: Main, tmp_path: Path) -> None:
@@ -126,20 +138,33 @@ def test_restore_onto_a_taken_lv_name_exits_14(
 
 @pytest.mark.usefixtures("host_lvm_empty")
 @pytest.mark.parametrize("how", ["restore", "clone"])
-def test_an_unpublished_partial_folder_is_refused(
+def test_a_time_folder_without_its_manifest_is_refused(
     main: Main, tmp_path: Path, uri: str, how: str
 ) -> None:
+    """An interrupted backup, or one still being written: its manifest comes last."""
     folder = make_backup(tmp_path / "dest", "web01")
-    partial = folder.rename(folder.with_name(folder.name + ".partial"))
+    (folder / "manifest.json").unlink()
     args = ["--vg", "vg0"] if how == "restore" else ["web09", "--connect", uri]
-    code, _out, err = main(how, str(partial), *args)
-    assert code == ExitCode.INTEGRITY
-    assert "unpublished backup" in one_line_error(err)
+    code, _out, err = main(how, str(folder), *args)
+    assert code == ExitCode.NOT_FOUND
+    assert "is not a published backup" in one_line_error(err)
     link = tmp_path / "looks-published"
-    link.symlink_to(partial)
+    link.symlink_to(folder)
     code, _out, err = main(how, str(link), *args)
-    assert code == ExitCode.INTEGRITY
-    assert "unpublished backup" in one_line_error(err)
+    assert code == ExitCode.NOT_FOUND
+    assert "is not a published backup" in one_line_error(err)
+
+
+@pytest.mark.parametrize("how", ["restore", "clone"])
+def test_a_folder_outside_a_repository_exits_15(
+    main: Main, tmp_path: Path, uri: str, how: str
+) -> None:
+    folder = tmp_path / "web01" / "20261127T042319Z"
+    folder.mkdir(parents=True)
+    args = ["--vg", "vg0"] if how == "restore" else ["web09", "--connect", uri]
+    code, _out, err = main(how, str(folder), *args)
+    assert code == ExitCode.NOT_A_REPOSITORY == 15
+    assert "not a vmsnap repository" in one_line_error(err)
 
 
 def _journal_naming(volumes: list[str]) -> Path:
@@ -219,15 +244,14 @@ def test_restore_waits_for_the_run_lock(
 def test_verify_never_follows_a_link_inside_the_destination(main: Main, tmp_path: Path) -> None:
     """It used to verify a linked backup folder and write verified.json outside."""
     dest = tmp_path / "dest"
-    make_backup(dest, "web01")
+    folder = make_backup(dest, "web01")
     outside = make_backup(tmp_path / "outside", "db01")
-    (dest / "db01").symlink_to(outside.parent)
+    (dest / "backups" / "db01").symlink_to(outside.parent)
     code, out, err = main("verify", str(dest))
-    assert code == ExitCode.OK
+    assert code == ExitCode.OK, err
     assert "db01" not in out
-    assert f"{dest / 'db01'}: ignored, a symbolic link" in err
     assert not (outside / "verified.json").exists()
-    assert (dest / "web01" / "20261127T042319Z" / "verified.json").exists()
+    assert (folder / "verified.json").exists()
 
 
 @pytest.mark.usefixtures("host_lvm_empty")
@@ -269,3 +293,199 @@ def test_clone_no_define_prints_only_the_xml_on_stdout(
     assert "web09: not defined, uuid u-1" in err
     assert (seen[0].define, seen[0].xml_file) == (False, None)
     assert list(tmp_path.iterdir()) == [tmp_path / "node.xml"]
+
+
+# ---------------------------------------------------------------- onto LVs (the fake LVM's files)
+
+
+@pytest.fixture
+def lvs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake LVM tools first on PATH, vg0 holding only ``old`` (8 MiB, not
+    open); a new LV's device is a file in the folder returned."""
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    old = volume("old", 8 * MiB)
+    old.update(lv_path=str(devices / "old"), lv_attr="-wi-a-----")
+    (devices / "old").write_bytes(b"\xee" * (8 * MiB))
+    state = tmp_path / "lvm.json"
+    state.write_text(json.dumps([old]))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "fakelvm"
+    script.write_text(f"#!{sys.executable}\n" + (HERE / "fakelvm.py").read_text())
+    script.chmod(0o755)
+    for tool in ("lvs", "vgs", "lvcreate", "lvremove", "lvchange"):
+        (bin_dir / tool).symlink_to(script)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LVM_STATE", str(state))
+    monkeypatch.setenv("FAKE_LVM_DEVICES", str(devices))
+    return devices
+
+
+def head(device: Path, data: bytes) -> bool:
+    """The device (rounded up to whole sectors, as lvcreate does) starts with ``data``."""
+    return device.read_bytes()[: len(data)] == data
+
+
+def lv_files(devices: Path) -> set[str]:
+    return {p.name for p in devices.iterdir()}
+
+
+def test_restore_by_folder_and_by_name_onto_new_lvs(main: Main, tmp_path: Path, lvs: Path) -> None:
+    dest = tmp_path / "dest"
+    make_backup(dest, "web01", "20261126T010000Z", disks={"vda": disk_data(1)})
+    newest = make_backup(dest, "web01", disks={"vda": disk_data(2), "vdb": disk_data(3)})
+    code, out, err = main("restore", str(newest), "--disk", "vdb", "--vg", "vg0", "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["backup"] == str(newest)
+    assert [(d["path"], d["created"]) for d in doc["disks"]] == [(str(lvs / "vdb-restored"), True)]
+    assert head(lvs / "vdb-restored", disk_data(3))
+    code, out, err = main("restore", "--dest", str(dest), "web01", "--at", "20261126",
+                          "--vg", "vg0", "--name", "old-vda")  # fmt: skip
+    assert code == 0, err
+    assert head(lvs / "old-vda", disk_data(1))
+    assert f"restored {dest}/backups/web01/20261126T010000Z" in err
+    assert out.startswith(f"vda: restored onto {lvs / 'old-vda'} (new LV), ")
+    assert json.loads((tmp_path / "lvm.json").read_text())[-1]["lv_tags"] == ""  # complete
+
+
+def test_restore_onto_an_existing_lv_needs_force(main: Main, tmp_path: Path, lvs: Path) -> None:
+    folder = make_backup(tmp_path / "dest", "web01", disks={"vda": disk_data(4)})
+    code, _out, err = main("restore", str(folder), "--to", str(lvs / "old"))
+    assert code == ExitCode.DESTINATION
+    assert "--force" in one_line_error(err)
+    code, out, err = main("restore", str(folder), "--to", str(lvs / "old"), "--force")
+    assert code == 0, err
+    data = (lvs / "old").read_bytes()
+    assert data[: len(disk_data(4))] == disk_data(4)
+    assert data[len(disk_data(4)) :] == b"\xee" * (8 * MiB - len(disk_data(4)))
+    assert "(existing LV)" in out
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_a_damaged_chunk_is_refused_and_leaves_nothing(
+    main: Main, tmp_path: Path, lvs: Path, damage: str
+) -> None:
+    """A corrupt chunk is status 10, a missing one 17; one line names the
+    backup and the chunk, and every new LV is gone again."""
+    dest = tmp_path / "dest"
+    folder = make_backup(dest, "web01", disks={"vda": disk_data(5), "vdb": disk_data(6)})
+    bad = chunk_path(dest, folder, "vdb", 0)
+    if damage == "corrupt":
+        flip_bit(bad, bad.stat().st_size // 2)
+    else:
+        bad.unlink()
+    before = (tmp_path / "lvm.json").read_text()
+    code, _out, err = main("restore", "--dest", str(dest), "web01", "--vg", "vg0", "--name", "x",
+                           "--no-progress")  # fmt: skip
+    line = one_line_error(err)
+    if damage == "corrupt":
+        assert code == ExitCode.INTEGRITY == 10
+        assert f"{folder}: chunk {bad.name.removesuffix('.zst')} is corrupt" in line
+    else:
+        assert code == ExitCode.MISSING_DATA == 17
+        assert f"{folder}: chunk {bad.name.removesuffix('.zst')} is missing" in line
+    assert (tmp_path / "lvm.json").read_text() == before  # x-vda was removed again, or never made
+    assert lv_files(lvs) == {"old"}
+    assert not (Path(os.environ["VMSNAP_STATE_DIR"]) / "journal.json").exists()
+
+
+def test_restore_of_an_image_store_backup(main: Main, tmp_path: Path, lvs: Path) -> None:
+    dest, src = tmp_path / "dest", tmp_path / "disk.raw"
+    src.write_bytes(disk_data(8))
+    assert main("init", "--dest", str(dest))[0] == 0
+    assert main("image", "store", str(src), "--dest", str(dest), "--name", "img")[0] == 0
+    code, _out, err = main("restore", "--dest", str(dest), "img", "--vg", "vg0")
+    assert code == ExitCode.USAGE
+    assert "--name" in one_line_error(err)
+    code, _out, err = main("restore", "--dest", str(dest), "img", "--vg", "vg0", "--name", "i")
+    assert code == 0, err
+    assert head(lvs / "i", disk_data(8))
+    code, _out, err = main("restore", "--dest", str(dest), "img", "--to", str(lvs / "old"),
+                           "--force")  # fmt: skip
+    assert code == 0, err
+    assert (lvs / "old").read_bytes()[: len(disk_data(8))] == disk_data(8)
+
+
+GUEST_XML = """<domain type='kvm'><name>web01</name><uuid>{uuid}</uuid>
+  <devices>
+    <disk type='block' device='disk'><source dev='/dev/vg0/vda'/><target dev='vda'/></disk>
+    <disk type='block' device='disk'><source dev='/dev/vg0/vdb'/><target dev='vdb'/></disk>
+  </devices></domain>"""
+
+
+@pytest.mark.parametrize("how", ["folder", "name"])
+def test_clone_from_a_backup(main: Main, tmp_path: Path, uri: str, lvs: Path, how: str) -> None:
+    dest = tmp_path / "dest"
+    xml = GUEST_XML.format(uuid=GUEST_UUID).encode()
+    folder = make_backup(dest, "web01", disks={"vda": disk_data(1), "vdb": disk_data(2)}, xml=xml)
+    source = [str(folder)] if how == "folder" else ["--from-backup", "web01", "--dest", str(dest)]
+    code, out, err = main("clone", *source, "web09", "--no-define", "--xml",
+                          str(tmp_path / "web09.xml"), "--connect", uri, "--json")  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["backup"] == str(folder)
+    assert [d["path"] for d in doc["disks"]] == [str(lvs / "web09-vda"), str(lvs / "web09-vdb")]
+    assert head(lvs / "web09-vda", disk_data(1))
+    assert head(lvs / "web09-vdb", disk_data(2))
+    assert "/dev/vg0/web09-vda" in (tmp_path / "web09.xml").read_text()
+    assert GUEST_UUID not in doc["domain_xml"]
+
+
+def test_clone_refuses_a_domain_xml_that_is_not_the_manifests(
+    main: Main, tmp_path: Path, uri: str, lvs: Path
+) -> None:
+    dest = tmp_path / "dest"
+    folder = make_backup(dest, "web01", xml=GUEST_XML.format(uuid=GUEST_UUID).encode())
+    (folder / "domain.xml").write_text(GUEST_XML.format(uuid="0" * 32))
+    code, _out, err = main("clone", str(folder), "web09", "--no-define", "--connect", uri)
+    assert code == ExitCode.INTEGRITY
+    assert "domain.xml does not match" in one_line_error(err)
+    assert lv_files(lvs) == {"old"}
+
+
+def test_clone_of_an_image_store_backup_is_refused(main: Main, tmp_path: Path, uri: str) -> None:
+    dest, src = tmp_path / "dest", tmp_path / "disk.raw"
+    src.write_bytes(disk_data(8))
+    assert main("init", "--dest", str(dest))[0] == 0
+    assert main("image", "store", str(src), "--dest", str(dest), "--name", "img")[0] == 0
+    code, _out, err = main("clone", "--dest", str(dest), "img", "web09", "--connect", uri)
+    assert code == ExitCode.USAGE
+    assert "it has no guest to clone" in one_line_error(err)
+
+
+def test_the_configured_dest_names_backups_for_restore_but_not_clone(
+    main: Main, tmp_path: Path, uri: str, lvs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """restore NAME looks in the configuration file's dest; clone NAME stays a
+    template guest unless --from-backup says otherwise."""
+    dest = tmp_path / "dest"
+    xml = GUEST_XML.format(uuid=GUEST_UUID).encode()
+    make_backup(dest, "web01", disks={"vda": disk_data(1), "vdb": disk_data(2)}, xml=xml)
+    conf = tmp_path / "vmsnap.toml"
+    conf.write_text(f'dest = "{dest}"\n')
+    monkeypatch.setenv("VMSNAP_CONFIG", str(conf))
+    code, _out, err = main("restore", "web01", "--disk", "vda", "--vg", "vg0", "--name", "c")
+    assert code == 0, err
+    assert head(lvs / "c", disk_data(1))
+    code, _out, err = main("clone", "web01", "web09", "--no-define", "--connect", uri)
+    assert code == ExitCode.UNSUPPORTED_DISK  # the live guest web01, whose disk is no LV here
+    code, _out, err = main("clone", "--from-backup", "web01", "web09", "--no-define",
+                           "--connect", uri)  # fmt: skip
+    assert code == 0, err
+    assert head(lvs / "web09-vdb", disk_data(2))
+
+
+def test_a_folder_that_names_no_single_backup_or_a_folder_with_dest(
+    main: Main, tmp_path: Path
+) -> None:
+    dest = tmp_path / "dest"
+    folder = make_backup(dest, "web01")
+    for path in (dest, dest / "backups", dest / "backups" / "web01"):
+        code, _out, err = main("restore", str(path), "--vg", "vg0")
+        assert code == ExitCode.USAGE
+        assert "is not one backup's folder" in one_line_error(err)
+    code, _out, err = main("restore", "--dest", str(dest), str(folder), "--vg", "vg0")
+    assert code == ExitCode.USAGE
+    assert "by its guest's name" in one_line_error(err)

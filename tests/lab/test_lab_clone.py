@@ -31,6 +31,7 @@ from labkit import (
     stopped,
     vmsnap,
 )
+from repokit import backed_up, chunk_file
 
 from vmsnap import clone, virt
 from vmsnap.errors import ExitCode
@@ -88,10 +89,7 @@ def test_clone_from_live_template(lab: Lab, tmp_path: Path) -> None:
 
 def test_clone_from_backup_no_define(lab: Lab, tmp_path: Path) -> None:
     uri, disks = template(lab, tmp_path)
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    assert vmsnap("backup", "tpl", "--dest", str(dest), "--connect", uri).returncode == 0
-    (folder,) = (dest / "tpl").iterdir()
+    folder = backed_up(tmp_path, "tpl", uri)  # REPO/backups/tpl/<time>
     work = tmp_path / "out"
     work.mkdir()
     run = subprocess.run(
@@ -107,6 +105,25 @@ def test_clone_from_backup_no_define(lab: Lab, tmp_path: Path) -> None:
     check_new_xml(xml, old_uuid, "web03")
     for target, path in disks.items():
         assert sha256_of(f"/dev/{VG}/web03-{target}") == sha256_of(path)
+    run = vmsnap("clone", "--from-backup", "--dest", str(folder.parents[2]), "tpl", "web04",
+                 "--at", folder.name, "--connect", uri, "--json")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert (doc["backup"], doc["defined"]) == (str(folder), True)
+    for target, path in disks.items():
+        assert sha256_of(f"/dev/{VG}/web04-{target}") == sha256_of(path)
+
+
+def test_clone_from_a_backup_with_a_missing_chunk_makes_nothing(lab: Lab, tmp_path: Path) -> None:
+    uri, _disks = template(lab, tmp_path)
+    folder = backed_up(tmp_path, "tpl", uri)
+    chunk_file(folder, "vdb", 0).unlink()
+    before = lv_names()
+    run = vmsnap("clone", str(folder), "web07", "--connect", uri)
+    assert run.returncode == 17, run.stderr
+    assert "is missing" in run.stderr
+    assert lv_names() == before
+    assert not journal_left()
 
 
 def test_clone_refuses_before_creating_anything(lab: Lab, tmp_path: Path) -> None:
@@ -141,10 +158,7 @@ def test_clone_no_define_in_a_read_only_folder(lab: Lab, tmp_path: Path) -> None
     LVs behind.  Now the XML goes to stdout, and a file only with --xml, whose
     folder is checked before anything is created."""
     uri, _disks = template(lab, tmp_path)
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    assert vmsnap("backup", "tpl", "--dest", str(dest), "--connect", uri).returncode == 0
-    (folder,) = (dest / "tpl").iterdir()
+    folder = backed_up(tmp_path, "tpl", uri)
     old_uuid = ET.fromstring((folder / "domain.xml").read_text()).findtext("uuid") or ""
     before = lv_names()
     with read_only_folder(tmp_path) as ro:

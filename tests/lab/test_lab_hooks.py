@@ -25,6 +25,7 @@ from labkit import (
 )
 
 from vmsnap import backup, checkpoint, clone, hooks, restore, virt
+from vmsnap.backupname import BackupName
 from vmsnap.errors import ExitCode, HookError
 from vmsnap.hooks import Hooks
 from vmsnap.models import QuiesceMode
@@ -185,29 +186,30 @@ def test_restore_and_clone_hooks_and_a_vetoed_clone(
     for name, text in (("10-record", RECORD.format(log=log)), ("20-veto", JOB_VETO)):
         (hook_dir / name).write_text(text)
         (hook_dir / name).chmod(0o755)
-    folder = make_backup(tmp_path / "dest", "web01", disks={"vda": disk_data(3)})
-    (folder / "domain.xml").write_text(domain_xml("web01", [disk_xml("vda", "/dev/vg0/x")]))
+    xml = domain_xml("web01", [disk_xml("vda", "/dev/vg0/x")]).encode()
+    folder = make_backup(tmp_path / "dest", "web01", disks={"vda": disk_data(3)}, xml=xml)
+    source = BackupName(str(folder))
     with_hooks = Hooks(hook_dir, timeout=30)
     done = restore.restore(
-        restore.RestoreSettings(backup_dir=folder, vg=VG, name="hk-back", hooks=with_hooks),
+        restore.RestoreSettings(backup=source, vg=VG, name="hk-back", hooks=with_hooks),
         NoProgress(),
     )
     uri = node_uri(tmp_path, [])
     with virt.connection(uri) as conn:
         made = clone.clone(
             conn,
-            clone.CloneSettings(str(folder), "hk-copy", vg=VG, define=False, hooks=with_hooks),
+            clone.CloneSettings(source, "hk-copy", vg=VG, define=False, hooks=with_hooks),
             NoProgress(),
         )
         with pytest.raises(HookError, match="20-veto at job-start exited with status 3"):
             clone.clone(
                 conn,
-                clone.CloneSettings(str(folder), "vetoed", vg=VG, define=False, hooks=with_hooks),
+                clone.CloneSettings(source, "vetoed", vg=VG, define=False, hooks=with_hooks),
                 NoProgress(),
             )
     assert not any(n.startswith("vetoed") for n in lv_names())
     seen = [(r[2], r[3], r[4], r[7], r[9]) for r in records(log)]
-    back, copy = done[0].path, made.disks[0].path
+    back, copy = done.disks[0].path, made.disks[0].path
     assert seen == [
         ("job-start", "restore", "web01", "", ""),
         ("restore-end", "restore", "web01", back, ""),

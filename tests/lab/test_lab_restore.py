@@ -1,5 +1,6 @@
-"""Restore on real LVM: new LVs (thick and thin, byte-identical, thin stays thin),
-existing LVs (too small, held open, --force), corrupt images."""
+"""Restore on real LVM from a repository (format 3): new LVs (thick and thin,
+byte-identical, thin stays thin), existing LVs (too small, held open, --force),
+each of two nights, image-store backups, corrupt and missing chunks."""
 
 from __future__ import annotations
 
@@ -26,17 +27,15 @@ from labkit import (
     vmsnap,
     write_device,
 )
+from repokit import backed_up as backup_of
+from repokit import chunk_file, repository
 
 
 def backed_up(lab: Lab, tmp_path: Path, guest: str, disks: dict[str, str]) -> Path:
-    """Back up a test-driver guest with the given target -> LV path; the folder."""
+    """Back up a test-driver guest with the given target -> LV path into the
+    repository tmp_path/repo; the backup's folder REPO/backups/<guest>/<time>."""
     uri = node_uri(tmp_path, [domain_xml(guest, [disk_xml(t, p) for t, p in disks.items()])])
-    dest = tmp_path / "dest"
-    dest.mkdir(exist_ok=True)
-    run = vmsnap("backup", guest, "--dest", str(dest), "--connect", uri)
-    assert run.returncode == 0, run.stderr
-    (folder,) = (dest / guest).iterdir()
-    return folder
+    return backup_of(tmp_path, guest, uri)
 
 
 def data_percent(lv: str) -> float:
@@ -50,11 +49,13 @@ def test_restore_to_new_lvs_thick_and_thin(lab: Lab, tmp_path: Path) -> None:
     folder = backed_up(lab, tmp_path, "rs", {"vda": thick, "vdb": thin})
     run = vmsnap("restore", str(folder), "--disk", "vda", "--vg", VG, "--json")
     assert run.returncode == 0, run.stderr
-    (done,) = json.loads(run.stdout)
+    doc = json.loads(run.stdout)
+    assert doc["backup"] == str(folder)
+    (done,) = doc["disks"]
     assert done["path"] == f"/dev/{VG}/rs-thick-restored"
     assert sha256_of(done["path"]) == sha256_of(thick)
-    run = vmsnap("restore", str(folder), "--disk", "vdb", "--vg", VG, "--thin-pool", POOL,
-                 "--name", "rs-thin-copy")  # fmt: skip
+    run = vmsnap("restore", "--dest", str(folder.parents[2]), "rs", "--disk", "vdb",
+                 "--vg", VG, "--thin-pool", POOL, "--name", "rs-thin-copy")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert sha256_of(f"/dev/{VG}/rs-thin-copy") == sha256_of(thin)
 
@@ -109,19 +110,76 @@ def test_restore_onto_existing_lv(lab: Lab, tmp_path: Path) -> None:
         assert head == f.read()
 
 
-def test_corrupt_image_caught_by_verify_and_restore(lab: Lab, tmp_path: Path) -> None:
+def test_corrupt_chunk_refused_by_restore_and_found_by_verify(lab: Lab, tmp_path: Path) -> None:
     src = lab.lv("cr-src", 8)
     folder = backed_up(lab, tmp_path, "cr", {"vda": src})
-    image = folder / "vda.img.zst"
-    blob = bytearray(image.read_bytes())
+    chunk = chunk_file(folder, "vda", 1)
+    blob = bytearray(chunk.read_bytes())
     blob[len(blob) // 2] ^= 0x40
-    image.write_bytes(bytes(blob))
-    run = vmsnap("verify", str(folder))
-    assert run.returncode == 10
-    assert "CORRUPT" in run.stdout
+    chunk.write_bytes(bytes(blob))
     run = vmsnap("restore", str(folder), "--vg", VG)
     assert run.returncode == 10, run.stderr
+    assert f"{folder}: chunk {chunk.name.removesuffix('.zst')} is corrupt" in run.stderr
     assert "cr-src-restored" not in lv_names()  # the new LV was removed again
+    assert not journal_left()
+    run = vmsnap("verify", str(folder))  # verify reads format 3 once its port lands
+    assert run.returncode == 10
+    assert "CORRUPT" in run.stdout
+
+
+def test_missing_chunk_is_refused_before_anything_is_made(lab: Lab, tmp_path: Path) -> None:
+    src = lab.lv("mc-src", 8)
+    folder = backed_up(lab, tmp_path, "mc", {"vda": src})
+    target = lab.lv("mc-old", 8, seed="old")
+    old_sum = sha256_of(target)
+    chunk_file(folder, "vda", 1).unlink()
+    before = lv_names()
+    run = vmsnap("restore", str(folder), "--vg", VG)
+    assert run.returncode == 17, run.stderr
+    assert f"{folder}: chunk " in run.stderr
+    assert "is missing" in run.stderr
+    run = vmsnap("restore", str(folder), "--to", target, "--force")
+    assert run.returncode == 17, run.stderr
+    assert lv_names() == before
+    assert sha256_of(target) == old_sum  # not a byte written
+
+
+def test_restore_each_of_two_nights(lab: Lab, tmp_path: Path) -> None:
+    """The second backup after writes to the LV: each restores that night's bytes."""
+    src = lab.lv("tw-src", 16)
+    first = backed_up(lab, tmp_path, "tw", {"vda": src})
+    first_sum = sha256_of(src)
+    write_device(src, b"night two" * 1000, 9 * MiB)
+    second = backed_up(lab, tmp_path, "tw", {"vda": src})
+    assert first != second
+    repo = str(repository(tmp_path))
+    run = vmsnap("restore", str(first), "--vg", VG, "--name", "tw-one")
+    assert run.returncode == 0, run.stderr
+    run = vmsnap("restore", "--dest", repo, "tw", "--vg", VG, "--name", "tw-two")  # the newest
+    assert run.returncode == 0, run.stderr
+    run = vmsnap("restore", "--dest", repo, "tw", "--at", first.name, "--vg", VG,
+                 "--name", "tw-one-again")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert sha256_of(f"/dev/{VG}/tw-one") == sha256_of(f"/dev/{VG}/tw-one-again") == first_sum
+    assert sha256_of(f"/dev/{VG}/tw-two") == sha256_of(src) != first_sum
+
+
+def test_restore_of_an_image_store_backup(lab: Lab, tmp_path: Path) -> None:
+    src = lab.lv("is-src", 12)
+    repo = str(repository(tmp_path))
+    run = vmsnap("image", "store", src, "--dest", repo, "--name", "is-img")
+    assert run.returncode == 0, run.stderr
+    run = vmsnap("restore", "--dest", repo, "is-img", "--vg", VG)
+    assert run.returncode == 2
+    assert "--name" in run.stderr
+    run = vmsnap("restore", "--dest", repo, "is-img", "--vg", VG, "--thin-pool", POOL,
+                 "--name", "is-thin")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert sha256_of(f"/dev/{VG}/is-thin") == sha256_of(src)
+    other = lab.lv("is-other", 12, seed="other")
+    run = vmsnap("restore", "--dest", repo, "is-img", "--to", other, "--force")
+    assert run.returncode == 0, run.stderr
+    assert sha256_of(other) == sha256_of(src)
 
 
 def test_kill_9_mid_restore_then_cleanup_removes_the_half_written_lv(

@@ -114,15 +114,17 @@ def make_backup(
     guest: str = "web01",
     stamp: str = STAMP,
     disks: dict[str, bytes] | None = None,
+    xml: bytes | None = None,
 ) -> Path:
     """A published guest backup ``dest/backups/<guest>/<stamp>`` in the
     repository ``dest`` (made if need be), as vmsnap backup writes it: chunks
-    by the writer, domain.xml, then the sealed manifest."""
+    by the writer, domain.xml (``xml``, or a guest without devices), then the
+    sealed manifest."""
     repo = repository(dest)
     disks = disks if disks is not None else {"vda": disk_data(0), "vdb": disk_data(7)}
     with open_index(repo) as index:
         stored = tuple(_store(repo, index, t, data) for t, data in disks.items())
-    xml = f"<domain type='kvm'><name>{guest}</name></domain>".encode()
+    xml = xml or f"<domain type='kvm'><name>{guest}</name></domain>".encode()
     part = rmanifest.GuestPart(
         rmanifest.Domain(guest, GUEST_UUID, "kvm", hashlib.sha256(xml).hexdigest()),
         manifest_doc(guest, [])["quiesce"],

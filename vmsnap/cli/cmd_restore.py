@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from vmsnap.backupname import BackupName, is_path
 from vmsnap.cli import jsondoc
 from vmsnap.cli.core import clone, guard, restore, virt
 from vmsnap.cli.options import (
@@ -22,7 +24,29 @@ from vmsnap.errors import UnsupportedDiskError, UsageError
 from vmsnap.models import QuiesceMode, SizeSpec, human_size
 from vmsnap.progress import Progress
 
-BackupArg = Annotated[Path, typer.Argument(metavar="BACKUP", help="A backup folder.")]
+log = logging.getLogger("vmsnap")
+
+BackupArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="BACKUP",
+        help="A backup's folder REPO/backups/GUEST/TIME, or with --dest a guest's NAME.",
+    ),
+]
+RepoOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--dest",
+        metavar="REPO",
+        help="Name the backup by its guest in REPO (default: dest in the configuration file).",
+    ),
+]
+AtOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--at", metavar="TIME", help="With a NAME: the backup at TIME (or the newest starting so)."
+    ),
+]
 DiskOpt = Annotated[
     list[str] | None,
     typer.Option("--disk", metavar="TARGET", help="Restore only this disk (repeatable)."),
@@ -37,9 +61,26 @@ NameOpt = Annotated[
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the data on an existing LV.")]
 
 
+def backup_name(session: Session, text: str, *, dest: Path | None, at: str | None) -> BackupName:
+    """A NAME in a repository with --dest or --at, or when the text is no path
+    and the configuration file names a dest; else a backup's folder."""
+    if dest is not None or at is not None:
+        return BackupName(text, session.repository(dest), at)
+    if not is_path(text) and session.config().dest is not None:
+        return BackupName(text, session.config().dest)
+    if not is_path(text):
+        raise UsageError(
+            f"{text!r} is no backup folder (it has no /): to name a guest's backup, "
+            "give --dest REPO (or dest in the configuration file)"
+        )
+    return BackupName(text)
+
+
 def restore_cmd(
     ctx: typer.Context,
-    backup_dir: BackupArg,
+    backup: BackupArg,
+    dest: RepoOpt = None,
+    at: AtOpt = None,
     disk: DiskOpt = None,
     to: ToOpt = None,
     vg: Annotated[
@@ -51,12 +92,16 @@ def restore_cmd(
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a backup's images back onto an existing LV or onto new LVs, checked on the way."""
+    """Write a backup's disks back onto an existing LV or onto new LVs, checked on the way.
+
+    Name the backup by its folder, REPO/backups/GUEST/TIME, or by its guest's
+    NAME with --dest REPO (the newest backup, or the one --at TIME).
+    """
     if (to is None) == (vg is None):
         raise UsageError("say where to restore: --to /dev/VG/LV or --vg VG (one of them)")
     session = Session.of(ctx)
     settings = restore.RestoreSettings(
-        backup_dir=backup_dir,
+        backup=backup_name(session, backup, dest=dest, at=at),
         disks=tuple(disk or ()),
         to=to,
         vg=vg,
@@ -65,18 +110,30 @@ def restore_cmd(
         force=force,
         hooks=session.hooks(),
     )
-    done = restore.restore(settings, session.progress(progress))
+    result = restore.restore(settings, session.progress(progress))
     if as_json:
-        jsondoc.emit([jsondoc.restored_disk(d) for d in done])
+        jsondoc.emit(jsondoc.restore_result(result))
         return
-    for d in done:
+    log.info("restored %s", result.backup)
+    for d in result.disks:
         how = "new LV, sparse" if d.sparse else ("new LV" if d.created else "existing LV")
         size = human_size(d.size)
         print(f"{d.target}: restored onto {d.path} ({how}), {size}, chunk sha256 {d.chunk_sha256}")
 
 
 SourceArg = Annotated[
-    str, typer.Argument(metavar="SOURCE", help="A backup folder, or a template guest's name.")
+    str,
+    typer.Argument(
+        metavar="SOURCE",
+        help="A template guest's name, a backup's folder, or with --from-backup a guest's NAME.",
+    ),
+]
+FromBackupOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-backup",
+        help="SOURCE is a guest whose backup in REPO (--dest, or dest) is cloned.",
+    ),
 ]
 NewNameArg = Annotated[str, typer.Argument(metavar="NEW_NAME", help="The new guest's name.")]
 VgOpt = Annotated[
@@ -101,6 +158,9 @@ def clone_cmd(
     ctx: typer.Context,
     source: SourceArg,
     new_name: NewNameArg,
+    from_backup: FromBackupOpt = False,
+    dest: RepoOpt = None,
+    at: AtOpt = None,
     vg: VgOpt = None,
     thin_pool: ThinPoolOpt = None,
     connect: ConnectOpt = None,
@@ -112,12 +172,17 @@ def clone_cmd(
     progress: ProgressOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a new guest from a backup or a template guest: new LVs, name, UUID and MACs."""
+    """Make a new guest from a backup or a template guest: new LVs, name, UUID and MACs.
+
+    SOURCE is a template guest's name, or a backup: its folder
+    REPO/backups/GUEST/TIME, or with --from-backup (or --dest REPO, --at TIME)
+    the newest backup of the guest SOURCE (or the one at TIME).
+    """
     if no_define and start:
         raise UsageError("--start needs the guest defined: drop --no-define")
     session = Session.of(ctx)
     settings = clone.CloneSettings(
-        source=source,
+        source=_clone_source(session, source, from_backup=from_backup, dest=dest, at=at),
         new_name=new_name,
         vg=vg,
         thin_pool=thin_pool,
@@ -135,6 +200,15 @@ def clone_cmd(
         jsondoc.emit(jsondoc.clone_result(result, xml))
     else:
         _print_clone(result, xml)
+
+
+def _clone_source(
+    session: Session, source: str, *, from_backup: bool, dest: Path | None, at: str | None
+) -> BackupName | str:
+    """A backup (a folder, or a NAME in a repository), or a template's name."""
+    if from_backup or dest is not None or at is not None:
+        return BackupName(source, session.repository(dest), at)
+    return BackupName(source) if is_path(source) else source
 
 
 def _clone(

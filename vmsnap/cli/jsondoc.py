@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from vmsnap.repo.refs import BackupRef
     from vmsnap.repo.repository import Repository
     from vmsnap.repo.writer import Counts
+    from vmsnap.restore import RestoreResult
     from vmsnap.retention import GuestPrune, Policy, PruneRun
     from vmsnap.snapshots import GuestPlan
     from vmsnap.verify import BackupReport, VerifyRun
@@ -264,6 +265,10 @@ def restored_disk(d: RestoredDisk) -> Doc:
     return dataclasses.asdict(d)
 
 
+def restore_result(result: RestoreResult) -> Doc:
+    return {"backup": result.backup, "disks": [restored_disk(d) for d in result.disks]}
+
+
 def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
     return {
         "name": result.name,
@@ -272,6 +277,7 @@ def clone_result(result: CloneResult, xml_path: Path | None) -> Doc:
         "started": result.started,
         "xml": _path(xml_path),
         "domain_xml": result.xml,
+        "backup": result.backup,
         "disks": [restored_disk(d) for d in result.disks],
     }
 
