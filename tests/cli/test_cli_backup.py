@@ -37,7 +37,8 @@ def test_missing_destination(uri: str) -> None:
     run = vmsnap("backup", "web01", "--dest", "/nonexistent", "--connect", uri)
     assert run.returncode == ExitCode.DESTINATION == 9
     assert one_line_error(run.stderr) == (
-        "vmsnap: error: destination /nonexistent does not exist (create it first)"
+        "vmsnap: error: repository /nonexistent does not exist "
+        "(create one with: vmsnap init --dest /nonexistent)"
     )
     assert run.stdout == b""
 
@@ -46,8 +47,8 @@ def test_destination_is_a_file(main: Main, uri: str, tmp_path: Path) -> None:
     file = tmp_path / "file"
     file.write_text("x")
     code, _out, err = main("backup", "web01", "--dest", str(file), "--connect", uri)
-    assert code == 9
-    assert "not a directory" in one_line_error(err)
+    assert code == ExitCode.NOT_A_REPOSITORY == 15
+    assert "not a vmsnap repository: not a folder" in one_line_error(err)
     assert file.read_text() == "x"
 
 

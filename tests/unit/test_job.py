@@ -119,11 +119,12 @@ def test_the_journal_carries_what_cleanup_left_and_goes_at_the_end(
     with run_job(hooks.NO_SCOPE) as job:
         assert job.journal.path == path
         assert journal.load_left() is not None
-        job.journal.note_staging(Path("/srv/backup/web01/x.partial"))
+        job.journal.note_volume("vg0/web02-vda")
+        job.journal.forget_volume("vg0/web02-vda")  # complete: kept, off the record
         assert [g.name for g in job.journal.data.guests] == ["web01"]
     left = journal.load_left()  # the guest is still on record for the next cleanup
     assert left is not None
-    assert (left.guests, left.staging) == ([STRANDED], [])
+    assert (left.guests, left.volumes) == ([STRANDED], [])
 
 
 def test_a_clean_job_leaves_no_journal_and_the_lock_free(private_state: list[str]) -> None:
