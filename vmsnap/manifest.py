@@ -1,10 +1,10 @@
-"""The backup manifest (``manifest.json``): the one owner of its format, which
-builds it, seals it and reads it back strictly.  The format is specified in
-vmsnap-format(5).
+"""The rules every manifest follows (vmsnap-format(5), MANIFEST): its seal, its
+strict JSON decoding, typed member access, and its times.  What a backup's
+manifest holds is vmsnap.repo.manifest's.
 
 The seal is the sha256 of the manifest's canonical JSON: it catches a manifest
 that was edited or damaged after it was written.  It is a checksum, not a
-signature: whoever can write the folder can recompute it.
+signature: whoever can write the repository can recompute it.
 """
 
 from __future__ import annotations
@@ -15,58 +15,18 @@ import re
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
-from vmsnap.errors import IntegrityError, NotFoundError
-from vmsnap.store import DOMAIN_XML, MANIFEST
+from vmsnap.errors import IntegrityError
 
 FORMAT = "vmsnap-backup"
-FORMAT_VERSION = 2  # what build() writes
-KNOWN_VERSIONS = (2,)  # what load() reads
 SEAL_KEY = "seal"
 SEAL_PREFIX = "sha256:"
 SNAPSHOT_KINDS = ("thick", "thin")
 MAX_BYTES = 16 << 20  # far above any real manifest; refuses to slurp a huge file
 CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass(frozen=True)
-class ManifestDisk:
-    target: str
-    volume: str
-    size: int  # raw bytes: exactly what the image decodes to
-    chunk_sha256: str  # of those bytes, see vmsnap.digest
-    image: str  # a plain file name inside the backup folder
-    compressed_size: int  # of the image file
-    snapshot_kind: str  # thick or thin
-    snapshot_size: int | None  # COW space; None for a thin snapshot
-
-
-@dataclass(frozen=True)
-class Manifest:
-    directory: Path
-    format_version: int
-    vmsnap_version: str
-    host: str
-    domain_name: str
-    domain_uuid: str
-    hypervisor: str
-    created: str
-    quiesce: dict[str, Any]
-    disks: tuple[ManifestDisk, ...]
-    skipped: tuple[tuple[str, str], ...]  # (target, reason)
-    domain_xml_sha256: str | None = None  # of domain.xml, when the writer recorded it
-
-    def image_path(self, disk: ManifestDisk) -> Path:
-        return self.directory / disk.image
-
-    @property
-    def total_size(self) -> int:
-        return sum(d.size for d in self.disks)
 
 
 # ---------------------------------------------------------------- times
@@ -124,31 +84,6 @@ def _is_seal(text: str) -> bool:
 # ---------------------------------------------------------------- reading
 
 
-def load(backup_dir: Path) -> Manifest:
-    """Read and check ``backup_dir/manifest.json``: format, version, seal, fields."""
-    path = backup_dir / MANIFEST
-    try:
-        doc = decode_document(_read(path))
-        _check_format(doc)
-        check_seal(doc)
-        return _parse(doc, backup_dir)
-    except IntegrityError as exc:  # every message names the file once
-        raise IntegrityError(f"{path}: {exc.message}", hint=exc.hint) from exc
-
-
-def _read(path: Path) -> bytes:
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise NotFoundError(f"{path} is missing: not a backup, or its manifest was lost") from None
-    except OSError as exc:
-        raise IntegrityError(f"cannot read it: {exc.strerror}") from exc
-    if len(data) > MAX_BYTES:
-        raise IntegrityError(f"larger than {MAX_BYTES} bytes: not a manifest")
-    return data
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """A repeated key would let an edit hide behind a value the seal covered."""
     repeated = sorted(k for k, n in Counter(k for k, _v in pairs).items() if n > 1)
@@ -175,20 +110,6 @@ def decode_document(data: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise IntegrityError("not a JSON object")
     return doc
-
-
-def _check_format(doc: Mapping[str, Any]) -> None:
-    """Reject what this reader does not understand, before trusting anything else."""
-    if doc.get("format") != FORMAT:
-        raise IntegrityError(f"format is {doc.get('format')!r}, not {FORMAT!r}")
-    version = doc.get("format_version")
-    if type(version) is not int or version not in KNOWN_VERSIONS:
-        newer = type(version) is int and version > max(KNOWN_VERSIONS)
-        raise IntegrityError(
-            f"format_version {version!r} is not one this vmsnap reads "
-            f"({', '.join(map(str, KNOWN_VERSIONS))})",
-            hint="written by a newer vmsnap?" if newer else None,
-        )
 
 
 class Members:
@@ -242,27 +163,6 @@ class Members:
         return [Members(item, f"{self.name(key)}[{i}]") for i, item in enumerate(items)]
 
 
-def _parse(doc: dict[str, Any], directory: Path) -> Manifest:
-    top = Members(doc, "")
-    domain = top.obj("domain")
-    disks = tuple(_disk(d) for d in top.objects("disks"))
-    _check_disks(disks)
-    return Manifest(
-        directory=directory,
-        format_version=top.count("format_version"),
-        vmsnap_version=top.text("vmsnap_version"),
-        host=top.text("host"),
-        domain_name=domain.text("name"),
-        domain_uuid=domain.text("uuid"),
-        hypervisor=domain.text("hypervisor"),
-        domain_xml_sha256=domain.text_or_absent("xml_sha256"),
-        created=created_member(top),
-        quiesce=_quiesce(top.obj("quiesce")),
-        disks=disks,
-        skipped=tuple((s.text("target"), s.text("reason")) for s in top.objects("skipped")),
-    )
-
-
 def created_member(top: Members) -> str:
     text = top.text("created")
     try:
@@ -270,54 +170,3 @@ def created_member(top: Members) -> str:
     except ValueError:
         raise IntegrityError(f"created {text!r} is not a time like 2026-11-27T04:23:19Z") from None
     return text
-
-
-def _quiesce(q: Members) -> dict[str, Any]:
-    for key in ("requested", "mode", "state_before", "note"):
-        q.text(key)
-    q.number("window_seconds")
-    q.count_or_null("frozen_filesystems")
-    return q.raw
-
-
-def _disk(d: Members) -> ManifestDisk:
-    snapshot = d.obj("snapshot")
-    disk = ManifestDisk(
-        target=d.text("target"),
-        volume=d.text("volume"),
-        size=d.count("size"),
-        chunk_sha256=d.text("chunk_sha256"),
-        image=d.text("image"),
-        compressed_size=d.count("compressed_size"),
-        snapshot_kind=snapshot.text("kind"),
-        snapshot_size=snapshot.count_or_null("size"),
-    )
-    if not _SHA256.fullmatch(disk.chunk_sha256):
-        raise IntegrityError(f"{d.name('chunk_sha256')} must be 64 lower-case hex digits")
-    if disk.snapshot_kind not in SNAPSHOT_KINDS:
-        raise IntegrityError(
-            f"{d.name('snapshot.kind')} {disk.snapshot_kind!r} is not thick or thin"
-        )
-    _check_image_name(disk.image)
-    return disk
-
-
-def _check_image_name(name: str) -> None:
-    """An image must be a plain file name inside the backup folder."""
-    if not name or "/" in name or "\0" in name or name.startswith("."):
-        raise IntegrityError(f"image name {name!r} is not a plain file name inside the folder")
-    if name in (MANIFEST, DOMAIN_XML):
-        raise IntegrityError(f"image name {name!r} is the name of another file of the backup")
-
-
-def _check_disks(disks: tuple[ManifestDisk, ...]) -> None:
-    if not disks:
-        raise IntegrityError("the manifest lists no disks")
-    _unique("target", [d.target for d in disks])
-    _unique("image", [d.image for d in disks])
-
-
-def _unique(what: str, values: list[str]) -> None:
-    repeated = sorted(v for v, n in Counter(values).items() if n > 1)
-    if repeated:
-        raise IntegrityError(f"two disks have the same {what} {repeated[0]!r}")

@@ -1,6 +1,6 @@
-"""Backup folders built by hand, as ``vmsnap backup`` writes them: real zstd
-images from ``image.compress`` and a sealed manifest with the fields of
-``manifest.build()``; and ways to damage them."""
+"""Backups built for tests, as ``vmsnap backup`` writes them: real chunks by
+the repository's writer, domain.xml and a sealed format-3 manifest; and ways
+to damage them."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vmsnap import image, manifest, store
+from vmsnap import manifest
 from vmsnap.repo import jobs, layout, refs
 from vmsnap.repo import manifest as rmanifest
 from vmsnap.repo.index import ChunkIndex, open_index
@@ -41,18 +41,21 @@ def disk_data(seed: int = 0) -> bytes:
 
 
 def manifest_doc(guest: str, disks: list[dict[str, Any]]) -> dict[str, Any]:
-    """An unsealed manifest, member for member as manifest.build() makes it."""
+    """An unsealed guest manifest, member for member as the writer makes it."""
     return {
         "format": "vmsnap-backup",
-        "format_version": 2,
+        "format_version": 3,
         "vmsnap_version": "0.1.0",
         "host": "kvm1.example.org",
+        "name": guest,
+        "kind": "guest",
+        "created": "2026-11-27T04:23:19Z",
         "domain": {
             "name": guest,
             "uuid": "6c1b7f3e-2d4a-4f0e-9b8a-3e5d1c2f4a7b",
             "hypervisor": "kvm",
+            "xml_sha256": "0" * 64,
         },
-        "created": "2026-11-27T04:23:19Z",
         "quiesce": {
             "requested": "auto",
             "mode": "freeze",
@@ -66,39 +69,13 @@ def manifest_doc(guest: str, disks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_image(folder: Path, target: str, data: bytes) -> dict[str, Any]:
-    """Write ``target``'s image into ``folder``; its manifest entry."""
-    name = f"{store.safe_component(target)}.img.zst"
-    with (folder / name).open("wb") as out:
-        stats = image.compress(_Reader(data), out, size=len(data))
-    return {
-        "target": target,
-        "volume": f"vg0/{target}",
-        "size": stats.size,
-        "chunk_sha256": stats.chunk_sha256,
-        "image": name,
-        "compressed_size": stats.compressed_size,
-        "snapshot": {"kind": "thick", "size": 4 * MiB},
-    }
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        end = len(self.data) if size < 0 else self.pos + size
-        chunk, self.pos = self.data[self.pos : end], min(end, len(self.data))
-        return chunk
-
-
 def write_manifest(folder: Path, doc: dict[str, Any]) -> None:
-    """As store.write_json writes it: indented, non-ASCII escaped."""
-    (folder / store.MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
+    """As the writer writes it: indented, non-ASCII escaped."""
+    (folder / layout.MANIFEST).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((folder / store.MANIFEST).read_text())
+    doc: dict[str, Any] = json.loads((folder / layout.MANIFEST).read_text())
     return doc
 
 
