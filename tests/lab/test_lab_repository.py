@@ -99,6 +99,7 @@ def test_a_clone_of_a_template_is_stored_against_the_template(lab: Lab, tmp_path
     clone_lv = f"/dev/{VG}/web02-vda"
     assert sha256_of(clone_lv) == sha256_of(template)
     change(clone_lv, 0, "first boot of web02")  # the clone's own hostname, keys...
+    (tmp_path / "clone").mkdir()
     clone_uri = node_uri(tmp_path / "clone", [domain_xml("web02", [disk_xml("vda", clone_lv)])])
     counts = night(dest, clone_uri, "web02")
     assert (counts["new_chunks"], counts["deduplicated_bytes"]) == (1, 7 * CHUNK)
