@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from vmsnap import cli
 from vmsnap.progress import NoProgress
 from vmsnap.repo import layout, refs
 from vmsnap.repo.repository import init_local, open_local
+from vmsnap.signals import GATE
 
 REPO = Path(__file__).resolve().parents[2]
 VMSNAP = [sys.executable, "-m", "vmsnap"]
@@ -203,10 +209,76 @@ class SlowWriter(NoProgress):
 def vmsnap(
     *args: str, check: bool = False, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ, **(env or {}))
-    return subprocess.run(
-        [*VMSNAP, *args], capture_output=True, text=True, check=check, env=full_env
-    )
+    """Run ``vmsnap ARGS`` in this process, as ``python -m vmsnap`` would.
+
+    Starting Python and importing vmsnap costs about 11 s a process under the
+    lab's emulation (most of a test's time when every call was a process), so
+    the runs share this one; what a run sets process-wide (signal handlers,
+    the excepthook, logging) is put back after it.  Tests that kill or stop a
+    run use a process of its own (``start_vmsnap``, ``VMSNAP``)."""
+    with _environment(env or {}), _isolated(), _captured() as (out, err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # not expected: main returns the status
+            code = exc.code if isinstance(exc.code, int) else 1
+    done = subprocess.CompletedProcess([*VMSNAP, *args], code, out.text(), err.text())
+    if check:
+        done.check_returncode()
+    return done
+
+
+class _Sink(io.TextIOWrapper):
+    """A text stream with a ``buffer`` (export -o - writes bytes there)."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", write_through=True)
+
+    def text(self) -> str:
+        self.flush()
+        raw = self.buffer
+        assert isinstance(raw, io.BytesIO)
+        return raw.getvalue().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _captured() -> Iterator[tuple[_Sink, _Sink]]:
+    out, err = _Sink(), _Sink()
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield out, err
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def _environment(overrides: dict[str, str]) -> Iterator[None]:
+    """``env`` given in full (as subprocess takes it) or as a few overrides."""
+    saved = dict(os.environ)
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def _isolated() -> Iterator[None]:
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    hook = sys.excepthook
+    logger = logging.getLogger("vmsnap")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        yield
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        sys.excepthook = hook
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]
+        GATE.pending = None
 
 
 QEMU_CONF = """user = "root"
