@@ -31,6 +31,6 @@ stamp="$repo/.venv/.vmsnap-installed"
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
   "$repo/.venv/bin/pip" install -q --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
   "$repo/.venv/bin/pip" install -q -e "$repo[dev]" 2>&1 | grep -v '^WARNING: Location' || true
-  "$repo/.venv/bin/python" -c "import vmsnap, libvirt, zstandard, typer, tqdm" 
+  "$repo/.venv/bin/python" -c "import vmsnap, libvirt, zstandard, typer, tqdm, boto3" 
   touch "$stamp"
 fi
