@@ -7,7 +7,6 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from vmsnap import hooks, image
 from vmsnap.discover import REASONS, Inventory, describe
@@ -20,12 +19,13 @@ from vmsnap.lock import run_lock
 from vmsnap.models import Guest, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
 from vmsnap.quiesce import Window
-from vmsnap.repo import jobs, refs
+from vmsnap.repo import jobs, locks, refs
 from vmsnap.repo import manifest as rmanifest
 from vmsnap.repo.index import ChunkIndex, open_index
+from vmsnap.repo.location import Dest, open_dest
 from vmsnap.repo.manifest import RepoDisk
 from vmsnap.repo.refs import BackupRef
-from vmsnap.repo.repository import Repository, open_local
+from vmsnap.repo.repository import Repository
 from vmsnap.repo.writer import Counts
 from vmsnap.snapshots import (
     DEFAULT_POOL_LIMIT,
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BackupSettings:
-    dest: Path
+    dest: Dest
     hooks: Hooks  # the CLI reads --hooks-dir and the environment; hooks.NO_HOOKS for none
     quiesce: QuiesceMode = QuiesceMode.AUTO
     snapshot_size: SizeSpec | None = None
@@ -116,6 +116,8 @@ def run_guest(run: _Run, dom: Domain, result: GuestResult) -> None:
             result.disks.append(disk)
             result.counts = result.counts + counts
         progress.job_done()
+        if run.held is not None:
+            run.held.check()  # a lock that may look stale elsewhere: publish nothing
         result.backup = _publish(result, ref, domain_xml, run.conn.hostname, created)
 
 
@@ -148,7 +150,7 @@ def backup(
     One guest's failure is recorded in its result and does not stop the others.
     """
     conn.require_local()
-    repo = open_local(settings.dest)  # a repository (15), of a version this vmsnap reads (16)
+    repo = open_dest(settings.dest)  # a repository (15), of a version this vmsnap reads (16)
     domains = _domains(conn, names, settings.exclude_guests)
     unknown = {d for d, _t in settings.excludes} - {d.name for d in domains}
     if unknown:
@@ -164,7 +166,12 @@ def backup(
     run.scope = settings.hooks.scope(
         VMSNAP_COMMAND="backup", VMSNAP_RUN_ID=run_id, VMSNAP_DEST=repo.location
     )
-    with run_job(run.scope) as job, open_index(repo) as run.index:
+    with (
+        run_job(run.scope) as job,
+        locks.shared(repo, "backup") as held,
+        open_index(repo) as run.index,
+    ):
+        run.held = held
         run.journal, run.inventory = job.journal, Inventory.load()
         results = [_backup_one(run, d) for d in domains]
         job.failed = not all(r.ok for r in results)
@@ -196,6 +203,7 @@ class _Run:
     every_guest: bool  # --all: guests with no LV disk are left out, not failed
     repo: Repository | None = None
     index: ChunkIndex | None = None
+    held: locks.Held | None = None  # the repository's shared lock
     inventory: Inventory | None = None
     journal: Journal | None = None
     scope: Scope = hooks.NO_SCOPE

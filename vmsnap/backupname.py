@@ -14,8 +14,8 @@ from pathlib import Path
 
 from vmsnap.errors import UsageError
 from vmsnap.repo import refs
+from vmsnap.repo.location import Dest, open_dest
 from vmsnap.repo.refs import BackupRef
-from vmsnap.repo.repository import open_local
 
 
 def is_path(text: str) -> bool:
@@ -26,7 +26,7 @@ def is_path(text: str) -> bool:
 @dataclass(frozen=True)
 class BackupName:
     text: str  # the BACKUP (or SOURCE) argument as typed
-    repo: Path | None = None  # a NAME in this repository; None: ``text`` is a folder
+    repo: Dest | None = None  # a NAME in this repository; None: ``text`` is a folder
     at: str | None = None  # with ``repo``: the time, or its start
 
     def resolve(self) -> BackupRef:
@@ -37,7 +37,7 @@ class BackupName:
                 f"{self.text}: with --dest (or --at) name the backup by its guest's name",
                 hint="or name its folder alone: REPO/backups/<guest>/<time>",
             )
-        return refs.find(open_local(self.repo), self.text, self.at)
+        return refs.find(open_dest(self.repo), self.text, self.at)
 
     def __str__(self) -> str:
         if self.repo is None:

@@ -15,16 +15,16 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from vmsnap import manifest as sealed
 from vmsnap.errors import DestinationError, IntegrityError, NotFoundError
 from vmsnap.repo import layout, refs
 from vmsnap.repo.backend import ObjectMissing
+from vmsnap.repo.location import Dest, open_dest
 from vmsnap.repo.manifest import RepoManifest
 from vmsnap.repo.refs import BackupRef
-from vmsnap.repo.repository import Repository, open_local
+from vmsnap.repo.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ class GuestBackups:
         return f"{self.repo.location}/{layout.guest_prefix(self.guest).rstrip('/')}"
 
 
-def open_repository(path: Path) -> Repository:
-    """The local repository at ``path``: not one is status 15, a newer one 16."""
-    return open_local(path)
+def open_repository(dest: Dest) -> Repository:
+    """The repository at ``dest``: not one is status 15, a newer one 16."""
+    return open_dest(dest)
 
 
 def guest_refs(repo: Repository, guests: list[str] | None) -> dict[str, list[BackupRef]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from vmsnap.journal import Journal
 from vmsnap.lvwrite import RestoredDisk, write_disk
 from vmsnap.models import LogicalVolume, QuiesceMode, SizeSpec
 from vmsnap.progress import Progress
+from vmsnap.repo import locks
 from vmsnap.repo.manifest import GuestPart, RepoManifest
 from vmsnap.repo.refs import BackupRef
 from vmsnap.snapcopy import copy_snapshot
@@ -191,7 +192,10 @@ def clone(conn: Connection, settings: CloneSettings, progress: Progress) -> Clon
         VMSNAP_DOMAIN=settings.new_name,
         VMSNAP_SOURCE=ref.label if ref is not None else str(settings.source),
     )
-    with run_job(scope, end=hooks.CLONE_END, abort=hooks.CLONE_ABORT) as job:
+    with (
+        run_job(scope, end=hooks.CLONE_END, abort=hooks.CLONE_ABORT) as job,
+        locks.reading(ref.repo, "clone") if ref is not None else nullcontext(),
+    ):
         if ref is not None:
             result = _from_backup(conn, ref, settings, progress, job.journal)
         else:

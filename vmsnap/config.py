@@ -18,6 +18,7 @@ from typing import Any
 
 from vmsnap.errors import ConfigError, NotFoundError, UsageError
 from vmsnap.models import QuiesceMode, SizeSpec
+from vmsnap.repo.location import ADDRESSING, S3Options
 from vmsnap.retention import Policy
 
 DEFAULT_PATH = Path("/etc/vmsnap/vmsnap.toml")
@@ -28,13 +29,14 @@ ENV = "VMSNAP_CONFIG"
 class Config:
     path: Path | None = None
     connect: str | None = None
-    dest: Path | None = None
+    dest: str | None = None  # a folder or s3://bucket/prefix (vmsnap.repo.location)
     quiesce: QuiesceMode | None = None
     snapshot_size: SizeSpec | None = None
     level: int | None = None
     thin_pool_limit: float | None = None
     hooks_dir: Path | None = None
     retention: Policy | None = None  # None: no [retention] table
+    s3: S3Options = field(default_factory=S3Options)  # the [s3] table
     excludes: frozenset[tuple[str, str]] = frozenset()  # (guest, target) from [guests.NAME]
     skip_guests: frozenset[str] = frozenset()  # [guests.NAME] skip = true: left out of --all
     guests: tuple[str, ...] = field(default=())  # the guests the file names
@@ -209,14 +211,38 @@ def _retention(r: _Reader, doc: dict[str, Any]) -> Policy | None:
     return Policy(**{k: v or 0 for k, v in counts.items()})
 
 
+_S3_KEYS = (
+    "endpoint_url", "region", "addressing_style", "profile", "access_key_id",
+    "secret_access_key",
+)  # fmt: skip
+
+
+def _s3(r: _Reader, doc: dict[str, Any]) -> S3Options:
+    """[s3]: where the bucket's store is and how to sign in; what it leaves
+    out comes from the AWS variables and files, as for the aws command."""
+    table = r.get(doc, "s3", dict, "a table", "s3")
+    if table is None:
+        return S3Options()
+    r.known(table, "s3.", set(_S3_KEYS))
+    values = {k: r.get(table, k, str, "a string", f"s3.{k}") or None for k in _S3_KEYS}
+    style = values["addressing_style"]
+    if style is not None and style not in ADDRESSING:
+        known = ", ".join(ADDRESSING)
+        raise r.fail("s3.addressing_style", f"must be one of {known}, not {style!r}")
+    if (values["access_key_id"] is None) != (values["secret_access_key"] is None):
+        raise r.fail("s3", "access_key_id and secret_access_key go together")
+    return S3Options(**values)
+
+
 _TOP = {
     "connect": _text("connect"),
-    "dest": _path("dest"),
+    "dest": _text("dest"),
     "quiesce": _quiesce,
     "snapshot_size": _size,
     "level": _number("level", int, 1, 19),
     "thin_pool_limit": _number("thin_pool_limit", (int, float), 1, 100),
     "hooks_dir": _path("hooks_dir"),
     "retention": _retention,
+    "s3": _s3,
 }
 _TOP_KEYS = {*_TOP, "guests"}

@@ -31,6 +31,8 @@ class ExitCode(enum.IntEnum):
     NOT_A_REPOSITORY = 15  # --dest names a folder that is not a chunk repository
     REPOSITORY_VERSION = 16  # a repository of a newer (or unknown) format version
     MISSING_DATA = 17  # a chunk a backup needs is not in the repository
+    ACCESS_DENIED = 18  # the object store refused the credentials or the request
+    UNREACHABLE = 19  # the object store did not answer (after retries)
     INTERNAL = 70  # a bug: an unexpected exception (EX_SOFTWARE)
     INTERRUPTED = 130  # SIGINT; SIGTERM gives 143 and SIGHUP 129 (128 + signal)
 
@@ -54,6 +56,8 @@ EXIT_MEANINGS: dict[ExitCode, str] = {
     ExitCode.NOT_A_REPOSITORY: "not a repository (no config: run vmsnap init --dest)",
     ExitCode.REPOSITORY_VERSION: "a repository of a newer format version",
     ExitCode.MISSING_DATA: "a chunk a backup needs is missing from the repository",
+    ExitCode.ACCESS_DENIED: "the object store refused the credentials or the access",
+    ExitCode.UNREACHABLE: "the object store did not answer",
     ExitCode.INTERNAL: "internal error (a bug: please report it, with --debug output)",
     ExitCode.INTERRUPTED: "interrupted by SIGHUP/SIGINT/SIGTERM",
 }
@@ -157,8 +161,25 @@ class RepositoryVersionError(VmsnapError):
     exit_code = ExitCode.REPOSITORY_VERSION
 
 
+class AccessDeniedError(DestinationError):
+    """The object store refused us: unknown key, wrong secret, no permission."""
+
+    exit_code = ExitCode.ACCESS_DENIED
+
+
+class UnreachableError(DestinationError):
+    """The object store's endpoint did not answer, after boto3's retries."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
 class LockedError(VmsnapError):
     exit_code = ExitCode.LOCKED
+
+
+class LockLostError(LockedError):
+    """A run could not renew its repository lock for too long: another host
+    may think it dead, so it stops before relying on the lock."""
 
 
 class ExistsError(VmsnapError):

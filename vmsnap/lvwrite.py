@@ -14,7 +14,7 @@ from vmsnap.errors import DestinationError, IntegrityError, LvmError, MissingChu
 from vmsnap.journal import Journal
 from vmsnap.models import LogicalVolume
 from vmsnap.progress import Progress
-from vmsnap.repo import reader
+from vmsnap.repo import check, reader
 from vmsnap.repo.layout import chunk_name
 from vmsnap.repo.manifest import RepoDisk
 from vmsnap.repo.refs import BackupRef
@@ -62,9 +62,13 @@ def io_error(exc: OSError, *, source: str, target: LogicalVolume) -> Destination
 
 def require_chunks(ref: BackupRef, disks: list[RepoDisk]) -> None:
     """Every chunk the disks need is in the repository: a missing one is
-    refused before any LV is created or written (one check per chunk)."""
+    refused before any LV is created or written (a look-up per chunk in a
+    folder, one listing of the chunks in a bucket)."""
     needed = sorted({c for d in disks for c in d.chunks})
-    missing = [c for c in needed if not ref.repo.backend.exists(chunk_name(c))]
+    if ref.repo.backend.remote:
+        missing = check.missing_chunks(ref.repo, needed)
+    else:
+        missing = [c for c in needed if not ref.repo.backend.exists(chunk_name(c))]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise MissingChunkError(f"{ref.label}: chunk {missing[0]} is missing{more}")

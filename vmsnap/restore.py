@@ -25,6 +25,7 @@ from vmsnap.journal import Journal
 from vmsnap.lvwrite import RestoredDisk, write_disk
 from vmsnap.models import LogicalVolume, human_size
 from vmsnap.progress import Progress
+from vmsnap.repo import locks
 from vmsnap.repo.manifest import RepoDisk, RepoManifest
 from vmsnap.repo.refs import BackupRef
 
@@ -116,7 +117,10 @@ def restore(settings: RestoreSettings, progress: Progress) -> RestoreResult:
         VMSNAP_DOMAIN_UUID=m.guest.domain.uuid if m.guest is not None else "",
         VMSNAP_BACKUP_DIR=ref.label,
     )
-    with run_job(scope, end=hooks.RESTORE_END, abort=hooks.RESTORE_ABORT) as job:
+    with (
+        run_job(scope, end=hooks.RESTORE_END, abort=hooks.RESTORE_ABORT) as job,
+        locks.reading(ref.repo, "restore"),
+    ):
         lvwrite.require_chunks(ref, disks)
         if settings.to is not None:
             done = [_restore_onto(ref, disks[0], settings, progress)]

@@ -24,9 +24,9 @@ from datetime import datetime
 
 from vmsnap import catalog
 from vmsnap.catalog import GuestBackups, Stored
-from vmsnap.errors import DestinationError
+from vmsnap.errors import DestinationError, LockedError, LockLostError
 from vmsnap.lock import run_lock
-from vmsnap.repo import gc
+from vmsnap.repo import gc, locks
 from vmsnap.repo.gc import GcReport
 from vmsnap.repo.repository import Repository
 
@@ -92,7 +92,8 @@ class GuestPrune:
 @dataclass(frozen=True)
 class PruneRun:
     plans: list[GuestPrune]
-    gc: GcReport | None  # None when a removal failed: nothing collected
+    gc: GcReport | None  # None when a removal failed or the repository was in use
+    locked: str | None = None  # why the collection did not run: another host's run
 
 
 def plan_guest(found: GuestBackups, policy: Policy) -> GuestPrune:
@@ -149,4 +150,13 @@ def prune(repo: Repository, guests: list[str] | None, policy: Policy, *, dry_run
         plans = plan(repo, guests, policy)
         apply(plans)
         failed = any(p.errors for p in plans)
-        return PruneRun(plans, None if failed else gc.collect(repo, dry_run=False))
+        if failed:
+            return PruneRun(plans, None)
+        try:
+            with locks.repo_lock(repo, locks.EXCLUSIVE, command="prune") as held:
+                locks.remove_stale(repo, held)
+                return PruneRun(plans, gc.collect(repo, dry_run=False, held=held))
+        except LockedError as exc:
+            if isinstance(exc, LockLostError):
+                raise
+            return PruneRun(plans, None, f"garbage collection skipped: {exc}")

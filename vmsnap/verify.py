@@ -24,7 +24,7 @@ from pathlib import Path
 from vmsnap import catalog
 from vmsnap.errors import ExitCode, IntegrityError, NotFoundError
 from vmsnap.progress import Progress
-from vmsnap.repo import check, refs
+from vmsnap.repo import check, locks, refs
 from vmsnap.repo.check import BadChunk, CheckReport
 from vmsnap.repo.manifest import RepoManifest
 from vmsnap.repo.refs import BackupRef
@@ -140,13 +140,14 @@ def verify(
         repo = group[0].repo
         progress.item(f"{location}: chunks", None)
         try:
-            result = check.check(
-                repo,
-                [r.manifest_name for r in group],
-                read_data=read_data,
-                sample=sample,
-                advance=progress.advance,
-            )
+            with locks.reading(repo, "verify"):
+                result = check.check(
+                    repo,
+                    [r.manifest_name for r in group],
+                    read_data=read_data,
+                    sample=sample,
+                    advance=progress.advance,
+                )
         finally:
             progress.item_done()
         chunks, decoded = chunks + result.chunks, decoded + result.decoded

@@ -62,6 +62,12 @@ REACHED_BY: dict[ExitCode, list[str]] = {
         "cli/test_cli_repo.py::test_a_missing_chunk_is_one_line_and_exit_17",
         "cli/test_cli_prune.py::test_verify_a_missing_chunk_is_17_and_a_corrupt_one_wins",
     ],
+    ExitCode.ACCESS_DENIED: [
+        "cli/test_cli_locks.py::test_no_credentials_for_the_object_store_exits_18"
+    ],
+    ExitCode.UNREACHABLE: [
+        "cli/test_cli_locks.py::test_an_object_store_that_does_not_answer_exits_19"
+    ],
     ExitCode.INTERNAL: ["cli/test_cli_exit_contract.py::test_an_unexpected_exception_exits_70"],
     ExitCode.INTERRUPTED: [  # 130, and 143 and 129 in the same test
         "cli/test_cli_image.py::test_signal_mid_stream_exits_128_plus_signal_and_leaves_nothing"

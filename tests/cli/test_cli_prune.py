@@ -241,7 +241,7 @@ def test_a_bad_config_file_is_one_usage_error(main: Main, dest: Path, tmp_path: 
     assert code == ExitCode.USAGE
     assert one_line_error(err) == (
         f"vmsnap: error: {bad}:2: levle: unknown key (known: connect, dest, guests, hooks_dir, "
-        "level, quiesce, retention, snapshot_size, thin_pool_limit)"
+        "level, quiesce, retention, s3, snapshot_size, thin_pool_limit)"
     )
     code, _out, _err = main("--config", str(bad), "backups", "--help")
     assert code == 0  # help never reads the file

@@ -52,7 +52,7 @@ exclude = []
 """,
     )
     assert got.connect == "qemu:///system"
-    assert got.dest == Path("/srv/backup")
+    assert got.dest == "/srv/backup"
     assert got.quiesce is QuiesceMode.FREEZE
     assert got.snapshot_size == SizeSpec(percent=25.0)
     assert (got.level, got.thin_pool_limit) == (6, 85)

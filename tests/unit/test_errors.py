@@ -64,6 +64,8 @@ def test_exit_codes_are_distinct_and_fixed() -> None:
         "NOT_A_REPOSITORY": 15,
         "REPOSITORY_VERSION": 16,
         "MISSING_DATA": 17,
+        "ACCESS_DENIED": 18,
+        "UNREACHABLE": 19,
         "INTERNAL": 70,
         "INTERRUPTED": 130,
     }

@@ -14,7 +14,7 @@ from vmsnap.cli.core import catalog, retention, verify
 from vmsnap.cli.options import JsonOpt, ProgressOpt, dry_run, keep
 from vmsnap.cli.session import Session, done, say_error
 from vmsnap.cli.text import ago, print_gc, print_prune
-from vmsnap.errors import ExitCode
+from vmsnap.errors import ExitCode, worst
 from vmsnap.models import human_size
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ ReadDataOpt = Annotated[
 ]
 
 
-def _verify_refs(session: Session, dest: Path | None, targets: list[str]) -> list[BackupRef]:
+def _verify_refs(session: Session, dest: str | None, targets: list[str]) -> list[BackupRef]:
     """--dest REPO [GUEST]..., else PATH..., else the configuration file's dest."""
     if dest is not None or not targets:
         repo = catalog.open_repository(session.repository(dest))
@@ -154,7 +154,11 @@ def prune_cmd(
     else:
         print_prune(run.plans, dry_run)
         print_gc(run.gc)
-    done(prune_errors(run.plans))
+    code = prune_errors(run.plans)
+    if run.locked is not None:  # the backups went; their chunks wait for the next prune
+        say_error(run.locked)
+        code = worst(code, ExitCode.LOCKED)
+    done(code)
 
 
 # ---------------------------------------------------------------- backups

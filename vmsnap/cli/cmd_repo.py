@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,11 +16,12 @@ from vmsnap.models import human_size
 log = logging.getLogger("vmsnap")
 
 RepoOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--dest",
         metavar="REPO",
-        help="The repository folder (default: dest in the configuration file).",
+        help="The repository: a folder, or s3://BUCKET/PREFIX "
+        "(default: dest in the configuration file).",
     ),
 ]
 LevelOpt = Annotated[

@@ -34,11 +34,12 @@ BackupArg = Annotated[
     ),
 ]
 RepoOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--dest",
         metavar="REPO",
-        help="Name the backup by its guest in REPO (default: dest in the configuration file).",
+        help="Name the backup by its guest in REPO, a folder or s3://BUCKET/PREFIX "
+        "(default: dest in the configuration file).",
     ),
 ]
 AtOpt = Annotated[
@@ -61,13 +62,13 @@ NameOpt = Annotated[
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the data on an existing LV.")]
 
 
-def backup_name(session: Session, text: str, *, dest: Path | None, at: str | None) -> BackupName:
+def backup_name(session: Session, text: str, *, dest: str | None, at: str | None) -> BackupName:
     """A NAME in a repository with --dest or --at, or when the text is no path
     and the configuration file names a dest; else a backup's folder."""
     if dest is not None or at is not None:
         return BackupName(text, session.repository(dest), at)
     if not is_path(text) and session.config().dest is not None:
-        return BackupName(text, session.config().dest)
+        return BackupName(text, session.repository(None))
     if not is_path(text):
         raise UsageError(
             f"{text!r} is no backup folder (it has no /): to name a guest's backup, "
@@ -203,7 +204,7 @@ def clone_cmd(
 
 
 def _clone_source(
-    session: Session, source: str, *, from_backup: bool, dest: Path | None, at: str | None
+    session: Session, source: str, *, from_backup: bool, dest: str | None, at: str | None
 ) -> BackupName | str:
     """A backup (a folder, or a NAME in a repository), or a template's name."""
     if from_backup or dest is not None or at is not None:

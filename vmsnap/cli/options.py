@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -33,11 +32,12 @@ JsonOpt = Annotated[
     typer.Option("--json", help="Print one JSON document on stdout.", callback=_json_wanted),
 ]
 DestOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--dest",
-        metavar="DIR",
-        help="Destination folder, which must exist (default: dest in the configuration file).",
+        metavar="REPO",
+        help="The repository: a folder, or s3://BUCKET/PREFIX "
+        "(default: dest in the configuration file).",
     ),
 ]
 DomainsArg = Annotated[list[str] | None, typer.Argument(metavar="[DOMAIN]...")]

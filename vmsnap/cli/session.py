@@ -22,6 +22,8 @@ from vmsnap.console import make_progress, to_log_file
 from vmsnap.errors import ExitCode, UsageError
 from vmsnap.hooks import Hooks
 from vmsnap.progress import Progress
+from vmsnap.repo import location
+from vmsnap.repo.location import Dest
 
 
 @dataclass
@@ -50,13 +52,14 @@ class Session:
         """--connect, else $LIBVIRT_DEFAULT_URI, else the configuration file's connect."""
         return connect or virt.default_uri() or self.config().connect
 
-    def repository(self, dest: Path | None) -> Path:
+    def repository(self, dest: str | None) -> Dest:
         """--dest, else the file's: the repository (init may create it; for the
-        others a missing folder is status 9, a folder without one 15)."""
+        others a missing folder is status 9, a folder without one 15), with the
+        file's [s3] settings for a bucket."""
         chosen = dest or self.config().dest
-        if chosen is None:
+        if not chosen:
             raise UsageError("--dest REPO is required (or dest in the configuration file)")
-        return chosen
+        return location.parse(chosen, self.config().s3)
 
     def hooks(self) -> Hooks:
         """--hooks-dir, else $VMSNAP_HOOKS_DIR, else the configuration file's hooks_dir."""

@@ -29,6 +29,7 @@ class Listed(NamedTuple):
 
     name: str
     size: int
+    modified: float = 0.0  # seconds since the epoch, by the store's clock
 
 
 class ObjectMissing(NotFoundError):
@@ -39,6 +40,7 @@ class Backend(Protocol):
     """Named, immutable objects."""
 
     location: str  # for messages: a path or a URL
+    remote: bool  # a request costs a round trip: list once rather than ask per object
 
     def put(self, name: str, data: bytes) -> None:
         """Store ``data`` under ``name``, atomically (replacing an object of the same name)."""
@@ -58,6 +60,8 @@ class Backend(Protocol):
 class LocalBackend:
     """A folder: each object a file at its name; folders made as needed (0700,
     files 0600)."""
+
+    remote = False
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -148,4 +152,5 @@ def _walk(folder: Path, relative: str) -> Iterator[Listed]:
         if entry.is_dir(follow_symlinks=False):
             yield from _walk(Path(entry.path), name)
         elif entry.is_file(follow_symlinks=False):
-            yield Listed(name, entry.stat(follow_symlinks=False).st_size)
+            info = entry.stat(follow_symlinks=False)
+            yield Listed(name, info.st_size, info.st_mtime)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from vmsnap.errors import IntegrityError, MissingChunkError, NotFoundError
@@ -102,7 +102,12 @@ def _sample(chunk_ids: list[str], n: int, rng: random.Random) -> list[str]:
 
 
 def _missing(repo: Repository, needed: _Needed) -> list[str]:
-    unseen = set(needed.chunks)
+    return missing_chunks(repo, needed.chunks)
+
+
+def missing_chunks(repo: Repository, needed: Iterable[str]) -> list[str]:
+    """The chunks of ``needed`` the repository does not hold, in one listing."""
+    unseen = set(needed)
     for listed in repo.backend.list(layout.CHUNKS):
         if (chunk_id := layout.chunk_of(listed.name)) is not None:
             unseen.discard(chunk_id)

@@ -10,8 +10,10 @@ a killed writer) go too, and so do the objects of an unpublished backup (a
 ``backups/<guest>/<time>/`` holding no manifest.json, left by a killed
 backup) whose time is more than a day ago.  ``dry_run`` deletes nothing,
 and may leave out manifests (the ones a prune would delete first) to say
-what a collection after them would free.  It must not run while a backup writes to the same
-repository: on one host the run lock sees to that.
+what a collection after them would free.  It must not run while a backup
+writes to the same repository, from any host: prune holds the repository's
+exclusive lock (vmsnap.repo.locks) around it, and it checks that lock before
+each batch of deletes.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from dataclasses import dataclass
 from vmsnap import faults, store
 from vmsnap.errors import IntegrityError
 from vmsnap.repo import layout
+from vmsnap.repo.locks import Held
 from vmsnap.repo.refs import load
 from vmsnap.repo.repository import Repository
 
 TEMP_AGE = 86400  # seconds
+_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,35 @@ def referenced(repo: Repository, names: list[str]) -> set[str]:
     return needed
 
 
+def _check(held: Held | None) -> None:
+    if held is not None:
+        held.check()  # a lock that may look stale elsewhere: delete nothing more
+
+
+def _delete(repo: Repository, names: list[str], held: Held | None) -> None:
+    """Delete the garbage: the first chunk alone (where a test may kill the
+    collection), then a thousand at a time (one request each in a bucket),
+    checking the exclusive lock before each batch."""
+    many = getattr(repo.backend, "delete_many", None)
+    repo.backend.delete(names[0])
+    faults.point("collecting")
+    for start in range(1, len(names), _BATCH):
+        _check(held)
+        batch = names[start : start + _BATCH]
+        if many is not None:
+            many(batch)
+        else:
+            for name in batch:
+                repo.backend.delete(name)
+
+
 def collect(
-    repo: Repository, *, dry_run: bool, without: Collection[str] = (), now: float | None = None
+    repo: Repository,
+    *,
+    dry_run: bool,
+    without: Collection[str] = (),
+    now: float | None = None,
+    held: Held | None = None,
 ) -> GcReport:
     """Collect the garbage; with ``dry_run``, as if the manifests ``without``
     were deleted first, and delete nothing."""
@@ -110,11 +141,9 @@ def collect(
             garbage.append(listed.name)
             garbage_bytes += listed.size
     if not dry_run and garbage:
+        _check(held)
         repo.backend.put(layout.EPOCH, (secrets.token_hex(16) + "\n").encode())
-        for n, name in enumerate(garbage):
-            repo.backend.delete(name)
-            if n == 0:
-                faults.point("collecting")  # a test may stop (and kill) a collection here
+        _delete(repo, garbage, held)
     if not dry_run:
         for prefix in orphans:
             for name in listing.orphans[prefix]:

@@ -7,7 +7,10 @@ It is only ever behind the repository, never ahead: an id goes in after its
 chunk was written durably, and an index made before the repository's
 ``epoch`` last changed (something deleted chunks) is rebuilt from a listing of
 ``chunks/``, as is one that is missing or was never completed.  A chunk the
-index does not know is looked up in the repository before it is written.
+index does not know is looked up in a local repository before it is
+written; for a bucket, the index is merged with one listing of ``chunks/`` at
+the start of each run instead (what other hosts wrote), so that a backup
+costs no request per chunk it already holds.
 Without a usable cache folder the index lives in memory for the run.
 """
 
@@ -48,6 +51,7 @@ class ChunkIndex:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.lock = threading.Lock()
+        self.listed = False  # merged with a full listing in this run: a miss is not held
 
     def __contains__(self, chunk_id: str) -> bool:
         with self.lock:
@@ -83,6 +87,9 @@ def open_index(repo: Repository) -> Iterator[ChunkIndex]:
         epoch = repo.epoch()
         if index.meta("epoch") != epoch or index.meta("complete") != "1":
             rebuild(index, repo, epoch)
+        elif repo.backend.remote:
+            merge(index, repo)  # what other hosts wrote since: one listing, not a HEAD per chunk
+        index.listed = index.listed or repo.backend.remote
         try:
             yield index
         finally:
@@ -114,14 +121,28 @@ def rebuild(index: ChunkIndex, repo: Repository, epoch: str) -> None:
     with index.lock:
         index.db.execute("DELETE FROM chunks")
         index.set_meta("complete", "0")
-        batch: list[tuple[bytes]] = []
-        for listed in repo.backend.list(CHUNKS):
-            if (chunk_id := chunk_of(listed.name)) is not None:
-                batch.append((bytes.fromhex(chunk_id),))
-            if len(batch) >= _BATCH:
-                index.db.executemany("INSERT OR IGNORE INTO chunks VALUES (?)", batch)
-                batch.clear()
-        index.db.executemany("INSERT OR IGNORE INTO chunks VALUES (?)", batch)
+        _insert_listing(index, repo)
         index.set_meta("epoch", epoch)
         index.set_meta("complete", "1")
         index.db.commit()
+    index.listed = True
+
+
+def merge(index: ChunkIndex, repo: Repository) -> None:
+    """Add the chunks a listing shows (written by other hosts since)."""
+    log.log(VERBOSE, "chunk index: merging the list of chunks in %s", repo.location)
+    with index.lock:
+        _insert_listing(index, repo)
+        index.db.commit()
+    index.listed = True
+
+
+def _insert_listing(index: ChunkIndex, repo: Repository) -> None:
+    batch: list[tuple[bytes]] = []
+    for listed in repo.backend.list(CHUNKS):
+        if (chunk_id := chunk_of(listed.name)) is not None:
+            batch.append((bytes.fromhex(chunk_id),))
+        if len(batch) >= _BATCH:
+            index.db.executemany("INSERT OR IGNORE INTO chunks VALUES (?)", batch)
+            batch.clear()
+    index.db.executemany("INSERT OR IGNORE INTO chunks VALUES (?)", batch)

@@ -20,11 +20,12 @@ from vmsnap import faults, imagecmd, store
 from vmsnap.errors import NotFoundError, UsageError
 from vmsnap.lock import run_lock
 from vmsnap.progress import Progress
+from vmsnap.repo import locks, reader, refs
 from vmsnap.repo import manifest as rmanifest
-from vmsnap.repo import reader, refs
 from vmsnap.repo.index import open_index
+from vmsnap.repo.location import Dest, init_dest, open_dest
 from vmsnap.repo.manifest import RepoDisk, RepoManifest
-from vmsnap.repo.repository import Repository, init_local, open_local
+from vmsnap.repo.repository import Repository
 from vmsnap.repo.writer import Counts, reporting, store_volume
 
 
@@ -46,20 +47,21 @@ class ExportResult:
     written: int  # bytes of the image
 
 
-def init(dest: Path) -> Repository:
-    return init_local(dest)
+def init(dest: Dest) -> Repository:
+    return init_dest(dest)
 
 
 def store_image(
-    dest: Path, source: str, *, name: str, level: int, progress: Progress
+    dest: Dest, source: str, *, name: str, level: int, progress: Progress
 ) -> StoreResult:
     """Store a file or block device (or stdin) as a backup of its own, one disk
     called NAME; under the run lock, so that no garbage collection on this host
     deletes a chunk it counts on."""
-    repo = open_local(dest)
+    repo = open_dest(dest)
     with (
         imagecmd.open_input(source) as (src, size),  # the same opening as image dump
         run_lock(),
+        locks.shared(repo, "image store") as held,
         open_index(repo) as index,
     ):
         progress.item(f"{source} -> {name}", size)
@@ -67,6 +69,7 @@ def store_image(
             repo, index, src, target=name, size=size, level=level, progress=reporting(progress)
         )
         progress.item_done()
+        held.check()
         published = publish(repo, rmanifest.new(name, "image", (disk,)))
     return StoreResult(repo.location, name, published, disk, counts)
 
@@ -117,7 +120,7 @@ def _output(path: str) -> Iterator[BinaryIO]:
 
 
 def export(
-    dest: Path,
+    dest: Dest,
     guest: str,
     *,
     disk: str | None,
@@ -126,7 +129,20 @@ def export(
     progress: Progress,
 ) -> ExportResult:
     """The disk of a backup as one image file, its frames copied, each checked."""
-    repo = open_local(dest)
+    repo = open_dest(dest)
+    with locks.reading(repo, "export"):
+        return _export(repo, guest, disk=disk, at=at, output=output, progress=progress)
+
+
+def _export(
+    repo: Repository,
+    guest: str,
+    *,
+    disk: str | None,
+    at: str | None,
+    output: str,
+    progress: Progress,
+) -> ExportResult:
     ref = refs.find(repo, guest, at)
     name, m = ref.manifest_name, ref.load()
     try:

@@ -138,7 +138,11 @@ def _hex(text: str) -> bool:
 def init_local(path: Path) -> Repository:
     """Make ``path`` (or the empty folder there) a new repository."""
     _empty_folder(path)
-    backend = LocalBackend(path)
+    return init_repository(LocalBackend(path))
+
+
+def init_repository(backend: Backend) -> Repository:
+    """Write a new ``config`` into an empty place (the caller checked it is)."""
     config = RepoConfig(
         id=uuid.uuid4().hex,
         version=VERSION,

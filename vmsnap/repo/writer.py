@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import zstandard
@@ -76,8 +77,9 @@ class _Storer:
     """The worker's job: hash, and put the chunk unless it is held.  Ids being
     written by another worker count as held (the same bytes twice in a run)."""
 
-    def __init__(self, repo: Repository, index: ChunkIndex, level: int) -> None:
+    def __init__(self, repo: Repository, index: ChunkIndex, level: int, uploads: Uploads) -> None:
         self.repo, self.index, self.level = repo, index, level
+        self.uploads = uploads
         self.local = threading.local()
         self.lock = threading.Lock()
         self.claimed: set[str] = set()
@@ -97,6 +99,8 @@ class _Storer:
             self.claimed.add(chunk_id)
         if chunk_id in self.index:
             return False
+        if self.index.listed:  # a listing of this run did not show it
+            return True
         if self.repo.backend.exists(chunk_name(chunk_id)):  # another host wrote it
             self.index.add(chunk_id)
             return False
@@ -112,8 +116,7 @@ class _Storer:
         return frame
 
     def _put(self, chunk_id: str, frame: bytes) -> int:
-        self.repo.backend.put(chunk_name(chunk_id), frame)
-        self.index.add(chunk_id)  # only once it is durably there
+        self.uploads.put(chunk_name(chunk_id), frame, lambda: self.index.add(chunk_id))
         return len(frame)
 
     def zero(self) -> _Stored:
@@ -121,6 +124,63 @@ class _Storer:
         chunk_id = self.repo.naming.chunk_id(ZERO_CHUNK_HEX)
         stored = self._put(chunk_id, zero_frame()) if self._claim(chunk_id) else 0
         return _Stored(CHUNK, ZERO_CHUNK_HEX, chunk_id, stored)
+
+
+class Uploads:
+    """Where the workers' chunks go: written at once to a local folder; to a
+    bucket by a pool of uploaders, so that reading, hashing and compressing
+    never wait on the network.  At most ``limit`` frames wait or travel
+    (memory stays bounded); the first failed upload fails the store, and
+    :meth:`finish` waits for the rest before any manifest is written.
+    ``then`` runs once the chunk is durably there (it goes into the index)."""
+
+    def __init__(self, repo: Repository, threads: int = 8) -> None:
+        self.repo = repo
+        self.pool = ThreadPoolExecutor(threads, "vmsnap-upload") if repo.backend.remote else None
+        self.room = threading.BoundedSemaphore(threads * 2)
+        self.pending: list[Future[None]] = []
+        self.lock = threading.Lock()
+
+    def put(self, name: str, frame: bytes, then: Callable[[], None]) -> None:
+        if self.pool is None:
+            self.repo.backend.put(name, frame)
+            then()
+            return
+        self._raise_failed()
+        self.room.acquire()
+        try:
+            future = self.pool.submit(self._upload, name, frame, then)
+        except BaseException:
+            self.room.release()
+            raise
+        with self.lock:
+            self.pending.append(future)
+
+    def _upload(self, name: str, frame: bytes, then: Callable[[], None]) -> None:
+        try:
+            self.repo.backend.put(name, frame)
+            then()
+        finally:
+            self.room.release()
+
+    def _raise_failed(self) -> None:
+        with self.lock:
+            done = [f for f in self.pending if f.done()]
+            self.pending = [f for f in self.pending if not f.done()]
+        for future in done:
+            future.result()
+
+    def finish(self, *, quiet: bool = False) -> None:
+        """Every upload done, the pool stopped; then the first error raised
+        (``quiet``: none, the caller has its own)."""
+        if self.pool is None:
+            return
+        self.pool.shutdown(wait=True, cancel_futures=quiet)
+        with self.lock:
+            pending, self.pending = self.pending, []
+        if not quiet:
+            for future in pending:
+                future.result()
 
 
 class _OnceZero:
@@ -172,7 +232,8 @@ def store_volume(
 ) -> tuple[RepoDisk, Counts]:
     """Store ``src`` (any readable: a snapshot, a file, a pipe) as the disk
     ``target``.  ``size``, when known, is checked at the end."""
-    storer, tally, reads = _Storer(repo, index, level), _Tally(), ReadBuffers(src)
+    uploads = Uploads(repo)
+    storer, tally, reads = _Storer(repo, index, level, uploads), _Tally(), ReadBuffers(src)
 
     def emit(done: _Stored) -> None:
         tally.add(done)
@@ -181,7 +242,12 @@ def store_volume(
         if tally.counts.chunks == 1:
             faults.point("streaming")  # a test may stop (and kill) a store here
 
-    pump(reads, _OnceZero(storer), storer, emit)
+    try:
+        pump(reads, _OnceZero(storer), storer, emit)
+    except BaseException:
+        uploads.finish(quiet=True)  # no upload outlives the store; its error is the one
+        raise
+    uploads.finish()
     check_source_size(tally.digest.size, size)
     counts = tally.counts
     disk = RepoDisk(
