@@ -4,6 +4,7 @@ proxy reaches a client as the fault it stands for."""
 
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import sys
@@ -206,3 +207,20 @@ def test_a_proxy_that_is_down_refuses_quickly_then_comes_back(
     assert time.monotonic() - began < 3
     proxy.up()
     assert read(client, bucket, "k") == b"x"
+
+
+def test_the_proxy_frames_chunked_bodies_and_keeps_the_connection(
+    bucket: str, proxy: FaultProxy
+) -> None:
+    """An unsigned chunked PUT (refused by the store, as it should be), then
+    a GET on the same connection: both answers come back whole."""
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+    body = iter([b"a" * 1000, b"b" * 70000])
+    conn.request("PUT", f"/{bucket}/chunked", body=body, encode_chunked=True)
+    put = conn.getresponse()
+    assert (put.status, b"AccessDenied" in put.read()) == (403, True)
+    conn.request("GET", f"/{bucket}/chunked")
+    get = conn.getresponse()
+    assert (get.status, b"AccessDenied" in get.read()) == (403, True)
+    conn.close()
+    assert proxy.requests == [("PUT", f"/{bucket}/chunked"), ("GET", f"/{bucket}/chunked")]
