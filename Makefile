@@ -2,17 +2,21 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: bench setup demo test test-host test-agent test-lab lint check clean
+.PHONY: bench setup demo test test-host test-s3 test-agent test-lab lint check clean
 
 setup:
 	bash tests/setup-host.sh
 
-## The whole suite: lint, host tests, the guest-agent tier, then the lab tests in one VM boot.
-test: setup lint test-host test-agent test-lab
+## The whole suite: lint, host tests, the S3 tests, the guest-agent tier, then the lab tests in one VM boot.
+test: setup lint test-host test-s3 test-agent test-lab
 
 ## Quick: host-only tests (no VM), for iterating.
 test-host: setup
-	$(PY) -m pytest -m "not lab and not agent" tests -q
+	$(PY) -m pytest -m "not lab and not agent and not s3" tests -q
+
+## The S3 tests against a real SeaweedFS on loopback, which the tests start themselves.
+test-s3: setup
+	$(PY) -m pytest -m s3 tests -q
 
 ## The freeze path against a real libvirtd and qemu-guest-agent in a TCG guest (about a minute).
 test-agent: setup
