@@ -4,8 +4,6 @@ file, and in-process runs of ``vmsnap.cli.main`` that leave no global state
 
 from __future__ import annotations
 
-import logging
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +14,9 @@ from clikit import NODE_XML, Main
 from vmsnap import cli, lvm
 from vmsnap.errors import LvmError
 from vmsnap.repo.repository import init_local
-from vmsnap.signals import GATE
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lab"))
+from labkit import isolated_run
 
 
 @pytest.fixture(autouse=True)
@@ -25,18 +25,8 @@ def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     monkeypatch.setenv("VMSNAP_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("VMSNAP_CACHE_DIR", str(tmp_path / "cache"))  # the chunk index
     monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
-    hook = sys.excepthook
-    logger = logging.getLogger("vmsnap")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    yield
-    for signum, handler in handlers.items():
-        signal.signal(signum, handler)
-    sys.excepthook = hook
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
-    GATE.pending = None
+    with isolated_run():  # signal handlers, excepthook, logging and the gate put back
+        yield
 
 
 @pytest.fixture

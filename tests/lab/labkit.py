@@ -216,7 +216,7 @@ def vmsnap(
     the runs share this one; what a run sets process-wide (signal handlers,
     the excepthook, logging) is put back after it.  Tests that kill or stop a
     run use a process of its own (``start_vmsnap``, ``VMSNAP``)."""
-    with _environment(env or {}), _isolated(), _captured() as (out, err):
+    with _environment(env or {}), isolated_run(), _captured() as (out, err):
         try:
             code = cli.main(list(args))
         except SystemExit as exc:  # not expected: main returns the status
@@ -264,7 +264,8 @@ def _environment(overrides: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _isolated() -> Iterator[None]:
+def isolated_run() -> Iterator[None]:
+    """What a run of vmsnap.cli.main sets process-wide is put back after it."""
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     hook = sys.excepthook
     logger = logging.getLogger("vmsnap")

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 
 from vmsnap.errors import (
@@ -220,19 +220,19 @@ def reading(repo: Repository, command: str) -> Iterator[Held | None]:
     export, verify), so that no collection removes what it reads; with
     read-only credentials (the store refuses the lock object) it reads
     without one, and says so."""
-    try:
-        with shared(repo, command) as held:
-            yield held
-            return
-    except DestinationError as exc:  # 18 in a bucket, 9 in a read-only folder
-        if isinstance(exc, UnreachableError) or not _refused_lock(exc):
-            raise
-    log.warning(
-        "%s: cannot write a lock object (read-only access?); reading without one: "
-        "a prune on another host could remove what this run reads",
-        repo.location,
-    )
-    yield None
+    with ExitStack() as stack:
+        held: Held | None = None
+        try:  # only taking the lock may fall back; an error of the body is the body's
+            held = stack.enter_context(shared(repo, command))
+        except DestinationError as exc:  # 18 in a bucket, 9 in a read-only folder
+            if isinstance(exc, UnreachableError) or not _refused_lock(exc):
+                raise
+            log.warning(
+                "%s: cannot write a lock object (read-only access?); reading without one: "
+                "a prune on another host could remove what this run reads",
+                repo.location,
+            )
+        yield held
 
 
 def _refused_lock(exc: DestinationError) -> bool:
